@@ -1,0 +1,90 @@
+"""Range checks on a composed config, run before any work starts.
+
+The schema already rejects unknown keys, wrong types and Enum values outside their members. This
+module checks what types cannot: ranges, divisibility, and whether the markers fit in the sequence.
+Every message names the key, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from ..task.layout import TokenLayout, _name
+
+
+class ConfigError(ValueError):
+    """A config value outside its allowed range."""
+
+
+def _fail(key: str, value, allowed: str, why: str = "") -> None:
+    reason = f" ({why})" if why else ""
+    raise ConfigError(f"{key}={value} is not allowed{reason}; allowed: {allowed}")
+
+
+def _positive(cfg: DictConfig, key: str, kind=int) -> None:
+    value = cfg
+    for part in key.split("."):
+        value = value[part]
+    if value is None or not value > 0:
+        _fail(key, value, f"a positive {'integer' if kind is int else 'number'}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError naming the first bad key; return None when the config is usable."""
+    task, model, opt, cur, train = cfg.task, cfg.model, cfg.optimizer, cfg.curriculum, cfg.train
+
+    for key in ("train.steps", "train.batch_size", "train.snapshot_every", "train.eval_every",
+                "train.eval_examples", "train.checkpoint_every", "model.n_layers", "model.n_heads",
+                "model.d_model"):
+        _positive(cfg, key)
+    _positive(cfg, "optimizer.lr", float)
+    _positive(cfg, "train.progress_every_s", float)
+    if task.modulus < 2:
+        _fail("task.modulus", task.modulus, "an integer >= 2")
+    if task.seq_len < 4:
+        _fail("task.seq_len", task.seq_len, "an integer >= 4", "one marker, its value and the readout must fit")
+    if model.d_model % model.n_heads != 0:
+        _fail("model.d_model", model.d_model, f"a multiple of model.n_heads={model.n_heads}")
+    if model.mlp_ratio < 0:
+        _fail("model.mlp_ratio", model.mlp_ratio, "0 (attention-only) or a positive integer")
+    if opt.weight_decay < 0:
+        _fail("optimizer.weight_decay", opt.weight_decay, "a number >= 0")
+    if not 0 <= opt.momentum < 1:
+        _fail("optimizer.momentum", opt.momentum, "a number in [0, 1)")
+    if len(opt.betas) != 2 or not all(0 <= b < 1 for b in opt.betas):
+        _fail("optimizer.betas", list(opt.betas), "two numbers in [0, 1)")
+    if opt.grad_clip is not None and not opt.grad_clip > 0:
+        _fail("optimizer.grad_clip", opt.grad_clip, "null (off) or a positive number")
+
+    layout = TokenLayout.from_config(task)
+    fit = layout.max_markers
+    where = f"with task.seq_len={task.seq_len} and task.readout={layout.readout}"
+    if fit < 1:
+        _fail("task.seq_len", task.seq_len, "a length that fits one marker and its value", where)
+    if layout.n_distractors < 1:
+        need = layout.first_distractor
+        _fail("task.vocab_size", task.vocab_size, f"an integer >= {need + 1}",
+              f"{layout.modulus} values + {layout.n_marker_tokens} marker tokens"
+              f"{' + 1 query token' if layout.query_token is not None else ''} leave no distractor token")
+
+    kind = _name(cur.kind)
+    if kind == "single":
+        if not 1 <= task.m <= fit:
+            _fail("task.m", task.m, f"1..{fit}", f"markers must be non-adjacent and each followed by its value, {where}")
+    else:
+        if len(cur.ms) == 0:
+            _fail("curriculum.ms", list(cur.ms), "a non-empty list of marker counts")
+        for m in cur.ms:
+            if not 1 <= m <= fit:
+                _fail("curriculum.ms", list(cur.ms), f"values in 1..{fit}", f"m={m} does not fit {where}")
+    if kind == "sequential" and cur.steps_per_stage is not None:
+        if cur.steps_per_stage < 1:
+            _fail("curriculum.steps_per_stage", cur.steps_per_stage, "null (split train.steps evenly) or a positive integer")
+        if cur.steps_per_stage * len(cur.ms) > train.steps:
+            _fail("curriculum.steps_per_stage", cur.steps_per_stage,
+                  f"at most train.steps / len(curriculum.ms) = {train.steps // len(cur.ms)}",
+                  "every stage must fit in training")
+    if train.eval_ms is not None:
+        for m in train.eval_ms:
+            if not 1 <= m <= fit:
+                _fail("train.eval_ms", list(train.eval_ms), f"null or values in 1..{fit}", f"m={m} does not fit {where}")

@@ -1,0 +1,384 @@
+"""Training: one run, or P runs packed in one process with stacked weights.
+
+`train(cfg, run_dir)` is the plain entry point; `train_pack(cfgs, run_dirs)` trains several runs
+whose configs differ only in keys that leave tensor shapes alone (see `packing.py`). Either way each
+run writes its own run directory (format in `manifold_sweeps/rundir/`) and ends in one state:
+completed, diverged, failed or interrupted.
+
+Per step s (weights after s updates), in this order:
+    checkpoint (every train.checkpoint_every) -> snapshot -> evaluation -> stop at train.steps
+    -> optimizer reset at a sequential stage boundary -> forward/backward/update
+A checkpoint at s is taken before s's snapshot and evaluation, so a resumed run redoes them
+identically and its files match an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+
+from ..config.validation import ConfigError, validate
+from ..model.transformer import ModelShape, Transformer
+from ..rundir.checkpoint import load_checkpoint, save_checkpoint
+from ..rundir.metrics import MetricsLog
+from ..rundir.status import StatusWriter, library_versions, now_iso, read_status
+from ..rundir.trajectory import TrajectoryWriter
+from ..task.curriculum import Curriculum
+from ..task.generator import sample_batch
+from ..task.layout import TokenLayout, _name
+from .device import resolve_device
+from .evaluation import build_eval_set, evaluate
+from .optimizers import PackedOptimizer, clip_grad_norm_per_run
+from .packing import check_packable, config_fingerprint
+from .progress import Progress
+from .seeding import generator, stream_seed
+
+log = logging.getLogger(__name__)
+
+
+def snapshot_steps(total: int, every: int) -> list[int]:
+    """Step 0, every `every` steps, and the last step."""
+    return sorted(set(range(0, total + 1, every)) | {total})
+
+
+def is_eval_step(step: int, total: int, every: int) -> bool:
+    return step % every == 0 or step == total
+
+
+@dataclass
+class Run:
+    """Everything one run of a pack owns besides its slice of the stacked weights."""
+
+    index: int
+    cfg: DictConfig
+    dir: Path
+    layout: TokenLayout
+    curriculum: Curriculum
+    data_gen: torch.Generator  # training batches, on the training device
+    schedule_gen: torch.Generator  # which m each batch has (mixed), on the CPU
+    status: StatusWriter
+    trajectory: TrajectoryWriter | None = None
+    metrics: MetricsLog | None = None
+    eval_set: dict = field(default_factory=dict)
+    state: str = "running"
+    wall_before: float = 0.0  # wall time of earlier attempts (resumed runs)
+    resumed_loss: tuple[float, int] = (0.0, 0)  # train-loss accumulator (sum, count) at the checkpoint
+
+    @property
+    def active(self) -> bool:
+        return self.state == "running"
+
+
+def train(cfg: DictConfig, run_dir: str | os.PathLike, should_stop: Callable[[], bool] | None = None) -> str:
+    """Train one run into run_dir; returns its final state."""
+    return train_pack([cfg], [run_dir], should_stop)[0]
+
+
+def train_pack(
+    cfgs: list[DictConfig], run_dirs: list[str | os.PathLike], should_stop: Callable[[], bool] | None = None
+) -> list[str]:
+    """Train runs packed together; returns each run's final state.
+
+    should_stop is polled every step; when it returns True every active run is checkpointed at the
+    current step and ends `interrupted` (preemption). A run already `completed` with the same
+    config is skipped; one with a checkpoint resumes from it.
+    """
+    run_dirs = [Path(d) for d in run_dirs]
+    for cfg, run_dir in zip(cfgs, run_dirs):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            validate(cfg)
+            _check_same_run(cfg, run_dir)
+        except ConfigError as err:
+            StatusWriter(run_dir).update(state="failed", error=str(err), ended_at=now_iso())
+            raise
+    check_packable(cfgs)
+
+    states = ["completed" if _is_completed(d) else None for d in run_dirs]
+    todo = [i for i, s in enumerate(states) if s is None]
+    for i, s in enumerate(states):
+        if s == "completed":
+            log.info("%s is already completed; skipping it", run_dirs[i])
+    if todo:
+        for i, state in zip(todo, _train_active([cfgs[i] for i in todo], [run_dirs[i] for i in todo], should_stop)):
+            states[i] = state
+    return states
+
+
+def _is_completed(run_dir: Path) -> bool:
+    status = read_status(run_dir)
+    return status is not None and status.get("state") == "completed"
+
+
+def _check_same_run(cfg: DictConfig, run_dir: Path) -> None:
+    """Refuse to resume or skip a run directory that holds a run of another config."""
+    status = read_status(run_dir)
+    if status and status.get("config_fingerprint") not in (None, config_fingerprint(cfg)):
+        raise ConfigError(
+            f"{run_dir} already holds a run with a different config (status.json config_fingerprint "
+            f"{status['config_fingerprint']} vs {config_fingerprint(cfg)}); use a new output directory"
+        )
+
+
+def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> list[str]:
+    should_stop = should_stop or (lambda: False)
+    cfg0 = cfgs[0]
+    device = resolve_device(cfg0.train.device)
+    total, P = int(cfg0.train.steps), len(cfgs)
+    batch_size = int(cfg0.train.batch_size)
+    t_start = time.monotonic()
+
+    runs = []
+    for p, (cfg, run_dir) in enumerate(zip(cfgs, run_dirs)):
+        runs.append(
+            Run(
+                index=p,
+                cfg=cfg,
+                dir=run_dir,
+                layout=TokenLayout.from_config(cfg.task),
+                curriculum=Curriculum(cfg.curriculum, cfg.task.m, total),
+                data_gen=generator(cfg.seed, "train/data", device),
+                schedule_gen=generator(cfg.seed, "train/schedule"),
+                status=StatusWriter(run_dir),
+            )
+        )
+
+    try:
+        shape = ModelShape.from_config(cfg0)
+        model = Transformer(shape, n_runs=P)
+        for run in runs:
+            model.init_run_(run.index, stream_seed(run.cfg.seed, "init"))
+        model.to(device)
+        params = list(model.parameters())
+        opt = PackedOptimizer(params, [c.optimizer for c in cfgs])
+        clip = [c.optimizer.grad_clip for c in cfgs]
+        max_norms = torch.tensor([float("inf") if c is None else float(c) for c in clip], device=device)
+        clipping = any(c is not None for c in clip)
+        mats = list(model.attention_matrices().values())
+        planned = snapshot_steps(total, int(cfg0.train.snapshot_every))
+
+        start = _resume(runs, model, opt)
+        for run in runs:
+            run.trajectory = TrajectoryWriter(run.dir, planned, shape.n_layers, shape.d_model)
+            run.trajectory.truncate(sum(1 for s in planned if s < start))
+            run.metrics = MetricsLog(run.dir, keep_before_step=start)
+            eval_ms = list(run.cfg.train.eval_ms) if run.cfg.train.eval_ms is not None else run.curriculum.m_set
+            run.eval_set = build_eval_set(
+                run.layout, eval_ms, int(run.cfg.train.eval_examples), int(run.cfg.seed), batch_size,
+                _name(run.cfg.task.positions) == "per_batch", device,
+            )
+            run.status.update(
+                state="running",
+                total_steps=total,
+                last_step=start,
+                started_at=run.status.fields.get("started_at", now_iso()),
+                resumed_at_step=start if start else None,
+                attempts=int(run.status.fields.get("attempts", 0)) + 1,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                slurm_job_id=os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID"),
+                device=str(device),
+                pack_size=P,
+                versions=library_versions(),
+                config_fingerprint=config_fingerprint(run.cfg),
+                error=None,
+                wall_time_s=run.wall_before,
+            )
+        log.info("training %d run(s) on %s from step %d to %d (%d parameters per run)",
+                 P, device, start, total, sum(p[0].numel() for p in params))
+    except BaseException as err:
+        _fail(runs, err, t_start)
+        raise
+
+    # Per-run accumulators live on the device: the loop reads them only at sync points.
+    loss_sum = torch.tensor([r.resumed_loss[0] for r in runs], device=device)
+    loss_count = runs[0].resumed_loss[1]
+    nonfinite = torch.zeros(P, dtype=torch.bool, device=device)
+    progress = Progress(total, start, float(cfg0.train.progress_every_s), log)
+    step = start
+    try:
+        while True:
+            # --- checkpoint: the state after `step` updates -----------------------------------------
+            if step > start and step % int(cfg0.train.checkpoint_every) == 0:
+                _check_divergence(runs, nonfinite, step)
+                _checkpoint(runs, model, opt, step, loss_sum, loss_count, t_start)
+            if should_stop():
+                _check_divergence(runs, nonfinite, step)
+                _checkpoint(runs, model, opt, step, loss_sum, loss_count, t_start)
+                for run in runs:
+                    if run.active:
+                        run.state = "interrupted"
+                        run.status.update(state="interrupted", last_step=step, wall_time_s=_wall(run, t_start))
+                log.warning("stop requested: checkpointed at step %d; a relaunch resumes from there", step)
+                break
+            # --- snapshot and evaluation ----------------------------------------------------------
+            if step in planned:
+                _check_divergence(runs, nonfinite, step)
+                snap = torch.stack([w.detach() for w in mats], dim=1).cpu().numpy()  # (P, L*4, d, d)
+                for run in runs:
+                    if run.active:
+                        run.trajectory.append(step, snap[run.index].reshape(shape.n_layers, 4, shape.d_model, shape.d_model))
+            if is_eval_step(step, total, int(cfg0.train.eval_every)):
+                _check_divergence(runs, nonfinite, step)
+                train_loss = (loss_sum / max(loss_count, 1)).tolist()
+                for run, results in zip(runs, evaluate(model, [r.eval_set for r in runs])):
+                    if not run.active:
+                        continue
+                    if loss_count:
+                        run.metrics.add(step, "train_loss", train_loss[run.index])
+                    for res in results:
+                        run.metrics.add(step, "eval_loss", res["eval_loss"], m=res["m"])
+                        run.metrics.add(step, "eval_accuracy", res["eval_accuracy"], m=res["m"])
+                        for layer, h in enumerate(res["attention_entropy"]):
+                            run.metrics.add(step, "attention_entropy", h, m=res["m"], layer=layer)
+                loss_sum.zero_()
+                loss_count = 0
+            if step >= total or not any(r.active for r in runs):
+                break
+            # --- schedule: optimizer resets at sequential stage boundaries -------------------------
+            resets = [r.index for r in runs if r.curriculum.reset_optimizer and r.curriculum.is_stage_start(step)]
+            if resets:
+                opt.reset_runs(resets)
+            # --- forward / backward / update ------------------------------------------------------
+            batches = [
+                sample_batch(r.layout, r.curriculum.draw_m(step, r.schedule_gen), batch_size, r.data_gen,
+                             _name(r.cfg.task.positions) == "per_batch")
+                for r in runs
+            ]
+            tokens = torch.stack([b.tokens for b in batches])  # (P, B, T)
+            labels = torch.stack([b.labels for b in batches])  # (P, B)
+            logits = model(tokens)  # (P, B, C)
+            losses = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none").view(P, -1).mean(1)
+            # Summing over runs gives each run exactly its own gradient: runs share no weights.
+            losses.sum().backward()
+            if clipping:
+                clip_grad_norm_per_run(params, max_norms)
+            opt.step()
+            for p in params:
+                p.grad = None
+            losses = losses.detach()
+            nonfinite |= ~torch.isfinite(losses)
+            loss_sum += losses
+            loss_count += 1
+            step += 1
+            # --- progress -------------------------------------------------------------------------
+            if progress.maybe_report(step, lambda: _progress_extra(runs, loss_sum, loss_count)):
+                _check_divergence(runs, nonfinite, step)
+                for run in runs:
+                    if run.active:
+                        run.status.heartbeat(last_step=step, wall_time_s=_wall(run, t_start))
+                        run.metrics.flush()
+
+        # --- finish -------------------------------------------------------------------------------
+        if step >= total:
+            _check_divergence(runs, nonfinite, step)
+            _checkpoint(runs, model, opt, step, loss_sum, loss_count, t_start)
+            for run in runs:
+                if run.active:
+                    run.state = "completed"
+                    run.status.update(state="completed", last_step=step, ended_at=now_iso(), wall_time_s=_wall(run, t_start))
+                    log.info("%s completed %d steps in %.1f s", run.dir, step, _wall(run, t_start))
+        for run in runs:
+            run.metrics.flush()
+    except BaseException as err:
+        _fail(runs, err, t_start, step)
+        raise
+    return [run.state for run in runs]
+
+
+def _progress_extra(runs: list[Run], loss_sum: torch.Tensor, loss_count: int) -> str:
+    active = [r.index for r in runs if r.active]
+    text = f"loss {float(loss_sum[active].mean()) / max(loss_count, 1):.4f}" if active and loss_count else "loss -"
+    if len(runs) > 1:
+        text += f" | runs active {len(active)}/{len(runs)}"
+    return text
+
+
+def _wall(run: Run, t_start: float) -> float:
+    return run.wall_before + time.monotonic() - t_start
+
+
+def _check_divergence(runs: list[Run], nonfinite: torch.Tensor, step: int) -> None:
+    """Stop runs whose loss went NaN or infinite since the last check (one host sync)."""
+    bad = nonfinite.tolist()
+    for run in runs:
+        if run.active and bad[run.index]:
+            run.state = "diverged"
+            msg = (f"training loss became non-finite (NaN or inf) before step {step}; "
+                   f"lower optimizer.lr (now {run.cfg.optimizer.lr}) or set optimizer.grad_clip")
+            log.error("%s diverged: %s", run.dir, msg)
+            run.metrics.flush()
+            run.status.update(state="diverged", last_step=step, error=msg, ended_at=now_iso())
+
+
+def _checkpoint(runs, model, opt, step, loss_sum, loss_count, t_start) -> None:
+    for run in runs:
+        if not run.active:
+            continue
+        run.metrics.flush()
+        save_checkpoint(
+            run.dir,
+            {
+                "step": step,
+                "model": model.run_state(run.index),
+                "optimizer": opt.run_state(run.index),
+                "rng": {"data": run.data_gen.get_state(), "schedule": run.schedule_gen.get_state()},
+                "trajectory_count": run.trajectory.count,
+                "train_loss": {"sum": float(loss_sum[run.index]), "count": loss_count},
+                "wall_time_s": _wall(run, t_start),
+                "config": OmegaConf.to_container(run.cfg, resolve=True, enum_to_str=True),
+            },
+        )
+        run.status.update(last_step=step, wall_time_s=_wall(run, t_start), checkpoint_step=step)
+
+
+def _resume(runs: list[Run], model: Transformer, opt: PackedOptimizer) -> int:
+    """Load every run's checkpoint (all or none); returns the step to continue from."""
+    saved = [load_checkpoint(run.dir) for run in runs]
+    if all(s is None for s in saved):
+        return 0
+    steps = {s["step"] if s else None for s in saved}
+    if len(steps) != 1:
+        raise ConfigError(
+            "runs packed together must resume from checkpoints at the same step, found "
+            + ", ".join(f"{r.dir}: {s['step'] if s else 'none'}" for r, s in zip(runs, saved))
+        )
+    for run, s in zip(runs, saved):
+        model.load_run_state(run.index, s["model"])
+        opt.load_run_state(run.index, s["optimizer"])
+        run.data_gen.set_state(s["rng"]["data"])
+        run.schedule_gen.set_state(s["rng"]["schedule"])
+        run.wall_before = float(s["wall_time_s"])
+        run.resumed_loss = (s["train_loss"]["sum"], s["train_loss"]["count"])
+    step = steps.pop()
+    log.info("resuming from checkpoint at step %d", step)
+    return step
+
+
+def _fail(runs: list[Run], err: BaseException, t_start: float, step: int | None = None) -> None:
+    """Record why the runs stopped; a KeyboardInterrupt or SystemExit counts as interrupted."""
+    state = "interrupted" if isinstance(err, (KeyboardInterrupt, SystemExit)) else "failed"
+    for run in runs:
+        if not run.active:
+            continue
+        run.state = state
+        try:
+            if run.metrics is not None:
+                run.metrics.flush()
+            fields = dict(state=state, error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc(),
+                          ended_at=now_iso(), wall_time_s=_wall(run, t_start))
+            if step is not None:
+                fields["last_step"] = step
+            run.status.update(**fields)
+        except Exception:  # the original error matters more than a failed status write
+            log.exception("could not record the failure of %s", run.dir)

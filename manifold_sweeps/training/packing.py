@@ -1,0 +1,75 @@
+"""Which runs may share one process (packed training), and a fingerprint of what a run computes.
+
+Runs can be packed when their configs agree on every key except those listed in PER_RUN_KEYS:
+those change a run's data, schedule or optimizer scalars, never a tensor shape or the loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from omegaconf import DictConfig, OmegaConf
+
+from ..config.validation import ConfigError
+
+# Dotted prefixes: a key is per-run if it equals one of these or lies under one.
+PER_RUN_KEYS = (
+    "seed",
+    "task.m",
+    "task.op",
+    "task.marker_scheme",
+    "task.readout",
+    "task.positions",
+    "optimizer.lr",
+    "optimizer.weight_decay",
+    "optimizer.momentum",
+    "optimizer.betas",
+    "optimizer.eps",
+    "optimizer.grad_clip",
+    "curriculum",
+    "train.eval_ms",
+)
+# Keys that change how a run is carried out but not what it computes.
+NON_RESULT_KEYS = ("train.progress_every_s", "train.checkpoint_every")
+
+
+def flatten(cfg: DictConfig) -> dict[str, object]:
+    """{"task.m": 4, ...} with Enum values as their names."""
+    out: dict[str, object] = {}
+
+    def walk(node, prefix):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        else:
+            out[prefix[:-1]] = node
+
+    walk(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), "")
+    return out
+
+
+def _under(key: str, prefixes) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def check_packable(cfgs: list[DictConfig]) -> None:
+    if len(cfgs) < 2:
+        return
+    first = flatten(cfgs[0])
+    for cfg in cfgs[1:]:
+        other = flatten(cfg)
+        for key in sorted(set(first) | set(other)):
+            if _under(key, PER_RUN_KEYS):
+                continue
+            if first.get(key) != other.get(key):
+                raise ConfigError(
+                    f"runs packed together must share {key} (got {first.get(key)!r} and {other.get(key)!r}); "
+                    f"only these may differ: {', '.join(PER_RUN_KEYS)}"
+                )
+
+
+def config_fingerprint(cfg: DictConfig) -> str:
+    """Short hash of every config value that changes what the run computes."""
+    items = {k: v for k, v in flatten(cfg).items() if not _under(k, NON_RESULT_KEYS)}
+    return hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,0 +1,55 @@
+"""`python -m manifold_sweeps` as users run it: single runs, multiruns, bad input, divergence."""
+
+import pytest
+
+from manifold_sweeps.rundir.status import read_status
+from manifold_sweeps.rundir.trajectory import load_trajectory
+
+from .conftest import compose_config, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_single_run_from_the_command_line(tmp_path):
+    run_cli("experiment=smoke", f"hydra.run.dir={tmp_path}")
+    assert read_status(tmp_path)["state"] == "completed"
+    assert (tmp_path / ".hydra" / "config.yaml").exists()
+    assert (tmp_path / "manifold_sweeps.log").exists()  # named after the project, not __main__
+    assert "completed 40 steps" in (tmp_path / "manifold_sweeps.log").read_text()
+
+
+def test_a_two_job_multirun_gives_two_completed_runs_named_after_their_overrides(tmp_path):
+    run_cli("-m", "experiment=smoke", "seed=0,1", f"hydra.sweep.dir={tmp_path}")
+    runs = sorted(p.name for p in tmp_path.iterdir() if (p / "status.json").exists())
+    assert runs == ["experiment=smoke,seed=0", "experiment=smoke,seed=1"]
+    for name in runs:
+        assert read_status(tmp_path / name)["state"] == "completed"
+        assert len(load_trajectory(tmp_path / name)) == 5
+    assert (tmp_path / "multirun.yaml").exists()
+
+
+def test_bad_input_exits_nonzero_before_training_naming_the_key(tmp_path):
+    proc = run_cli("experiment=smoke", "curriculum=single", "task.m=9", f"hydra.run.dir={tmp_path}", check=False)
+    assert proc.returncode != 0
+    assert "task.m=9" in proc.stderr and "allowed: 1..5" in proc.stderr
+    assert not (tmp_path / "trajectory.npy").exists()
+    proc = run_cli("experiment=smoke", "train.device=tpu", f"hydra.run.dir={tmp_path}", check=False)
+    assert proc.returncode != 0 and "train.device" in proc.stderr and "cuda" in proc.stderr
+
+
+def test_a_diverging_job_does_not_stop_the_others(tmp_path):
+    run_cli("-m", "experiment=smoke", "optimizer=sgd", "optimizer.lr=1e12,0.01", "train.steps=100",
+            f"hydra.sweep.dir={tmp_path}")
+    states = {p.name: read_status(p)["state"] for p in tmp_path.iterdir() if (p / "status.json").exists()}
+    assert sorted(states.values()) == ["completed", "diverged"], states
+
+
+def test_sweep_directories_are_unique_below_the_second():
+    from hydra import compose, initialize_config_dir
+
+    from manifold_sweeps.paths import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", return_hydra_config=True)
+    raw = cfg.hydra.sweep._get_node("dir")._value()
+    assert "%f" in raw and "%S" in raw

@@ -1,0 +1,172 @@
+"""Training end to end, in process: run directory contents, reproducibility, divergence, resume."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from manifold_sweeps.config.validation import ConfigError
+from manifold_sweeps.rundir.checkpoint import load_checkpoint
+from manifold_sweeps.rundir.metrics import load_metrics
+from manifold_sweeps.rundir.status import read_status
+from manifold_sweeps.rundir.trajectory import load_trajectory
+from manifold_sweeps.training import loop
+from manifold_sweeps.training.loop import train, train_pack
+
+from .conftest import compose_config, shrink
+
+
+def files_of(run_dir):
+    return {name: (run_dir / name).read_bytes() for name in ("trajectory.npy", "trajectory_steps.npy")}
+
+
+def stop_after(n_polls):
+    """should_stop that fires on its n-th poll: the loop polls once per step, so at step n-1."""
+    calls = {"n": 0}
+
+    def should_stop():
+        calls["n"] += 1
+        return calls["n"] >= n_polls
+
+    return should_stop
+
+
+def test_smoke_run_writes_a_complete_run_directory(smoke_cfg, tmp_path):
+    assert train(smoke_cfg, tmp_path) == "completed"
+    status = read_status(tmp_path)
+    assert status["state"] == "completed" and status["last_step"] == 40 and status["error"] is None
+    assert status["wall_time_s"] > 0 and {"torch", "numpy", "hydra", "python"} <= set(status["versions"])
+    assert status["started_at"] and status["ended_at"]
+
+    traj = load_trajectory(tmp_path)
+    assert traj.steps.tolist() == [0, 10, 20, 30, 40]
+    assert traj.keys()[:4] == [(0, "W_Q"), (0, "W_K"), (0, "W_V"), (0, "W_O")] and len(traj.keys()) == 8
+    w = traj.matrix(1, "W_O")
+    assert w.shape == (5, 16, 16) and w.dtype == np.float32 and isinstance(w.base, np.memmap)
+    # numpy alone reads it too
+    raw = np.load(tmp_path / "trajectory.npy", mmap_mode="r")
+    assert raw.shape == (5, 2, 4, 16, 16)
+    # the last snapshot is the final weights, W_O of layer 1 in the x @ W convention
+    final = load_checkpoint(tmp_path)["model"]
+    np.testing.assert_array_equal(w[-1], final["blocks.1.attn.W_O"].numpy())
+    assert not np.array_equal(w[0], w[-1])
+
+    metrics = load_metrics(tmp_path)
+    assert list(metrics.columns) == ["step", "metric", "m", "layer", "value"]
+    acc = metrics[metrics.metric == "eval_accuracy"]
+    assert sorted(acc.step.unique()) == [0, 20, 40] and sorted(acc.m.unique()) == [1, 2]
+    assert acc.value.between(0, 1).all()
+    assert sorted(metrics[metrics.metric == "train_loss"].step) == [20, 40]
+    ent = metrics[metrics.metric == "attention_entropy"]
+    assert len(ent) == 3 * 2 * 2 and sorted(ent.layer.unique()) == [0, 1]
+    assert ent.value.between(0, np.log(12)).all()
+
+
+def test_same_config_and_seed_give_byte_identical_files_and_another_seed_does_not(smoke_cfg, tmp_path):
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        train(shrink(compose_config("experiment=smoke"), seed=seed), tmp_path / name)
+    a, b, c = (files_of(tmp_path / n) for n in "abc")
+    assert a == b and a["trajectory.npy"] != c["trajectory.npy"]
+    assert load_metrics(tmp_path / "a").equals(load_metrics(tmp_path / "b"))
+
+
+def test_a_diverging_run_stops_with_state_diverged_and_a_clear_message(tmp_path):
+    cfg = compose_config("experiment=smoke", "optimizer=sgd", "optimizer.lr=1e12", "train.steps=200")
+    assert train(cfg, tmp_path) == "diverged"
+    status = read_status(tmp_path)
+    assert status["state"] == "diverged" and status["last_step"] < 200
+    assert "non-finite" in status["error"] and "optimizer.lr" in status["error"]
+    traj = load_trajectory(tmp_path)
+    assert len(traj) < 21 and np.isfinite(traj.matrix(0, "W_Q")).all()  # only finite snapshots are kept
+
+
+@pytest.mark.parametrize(
+    "overrides,n_polls",
+    [
+        ((), 16),  # stops at step 15, between snapshots 10 and 20
+        ((), 21),  # stops at 20, a snapshot, evaluation and checkpoint step
+        (("train.checkpoint_every=10",), 26),
+        (("curriculum=sequential", "train.checkpoint_every=10"), 23),
+        (("optimizer=sgd", "optimizer.momentum=0.9", "train.checkpoint_every=10"), 33),
+    ],
+)
+def test_an_interrupted_run_resumes_to_the_same_files(tmp_path, overrides, n_polls):
+    cfg = compose_config("experiment=smoke", *overrides)
+    train(cfg, tmp_path / "whole")
+    assert train(cfg, tmp_path / "split", should_stop=stop_after(n_polls)) == "interrupted"
+    status = read_status(tmp_path / "split")
+    assert status["state"] == "interrupted" and status["last_step"] == n_polls - 1
+    assert train(cfg, tmp_path / "split") == "completed"
+    assert read_status(tmp_path / "split")["attempts"] == 2
+    assert files_of(tmp_path / "whole") == files_of(tmp_path / "split")
+    assert load_metrics(tmp_path / "whole").equals(load_metrics(tmp_path / "split"))
+
+
+@pytest.mark.parametrize("crash_at_batch", [7, 25, 33])
+def test_a_crashed_run_resumes_from_its_last_checkpoint_to_the_same_files(tmp_path, monkeypatch, crash_at_batch):
+    cfg = compose_config("experiment=smoke", "train.checkpoint_every=10", "train.progress_every_s=0.001")
+    train(cfg, tmp_path / "whole")
+    real, calls = loop.sample_batch, {"n": 0}
+
+    def crashing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == crash_at_batch:
+            raise RuntimeError("node lost")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "sample_batch", crashing)
+    with pytest.raises(RuntimeError):
+        train(cfg, tmp_path / "split")
+    assert read_status(tmp_path / "split")["state"] == "failed"
+    monkeypatch.setattr(loop, "sample_batch", real)
+    assert train(cfg, tmp_path / "split") == "completed"
+    last_checkpoint = (crash_at_batch - 1) // 10 * 10  # batch n is drawn for step n-1
+    assert read_status(tmp_path / "split")["resumed_at_step"] == (last_checkpoint or None)
+    assert files_of(tmp_path / "whole") == files_of(tmp_path / "split")
+    assert load_metrics(tmp_path / "whole").equals(load_metrics(tmp_path / "split"))
+
+
+def test_a_completed_run_is_skipped_and_a_different_config_is_refused(smoke_cfg, tmp_path):
+    train(smoke_cfg, tmp_path)
+    before = (tmp_path / "trajectory.npy").stat().st_mtime_ns
+    assert train(smoke_cfg, tmp_path) == "completed"
+    assert (tmp_path / "trajectory.npy").stat().st_mtime_ns == before
+    with pytest.raises(ConfigError, match="different config"):
+        train(shrink(compose_config("experiment=smoke"), seed=9), tmp_path)
+
+
+def test_bad_input_fails_before_training_and_is_recorded(tmp_path):
+    cfg = compose_config("experiment=smoke", "curriculum=single", "task.m=9")
+    with pytest.raises(ConfigError, match=r"task.m=9 .*allowed: 1..5"):
+        train(cfg, tmp_path)
+    assert read_status(tmp_path)["state"] == "failed" and not (tmp_path / "trajectory.npy").exists()
+
+
+def test_a_crash_is_recorded_as_failed_with_its_error(smoke_cfg, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("evaluation exploded")
+
+    monkeypatch.setattr(loop, "evaluate", broken)
+    with pytest.raises(RuntimeError):
+        train(smoke_cfg, tmp_path)
+    status = read_status(tmp_path)
+    assert status["state"] == "failed" and "evaluation exploded" in status["error"]
+    assert "Traceback" in status["traceback"]
+
+
+def test_packed_runs_match_the_same_runs_trained_alone(tmp_path):
+    cfgs = [compose_config("experiment=smoke", f"seed={s}", f"optimizer.lr={lr}") for s, lr in ((0, 3e-4), (1, 1e-3))]
+    assert train_pack(cfgs, [tmp_path / "p0", tmp_path / "p1"]) == ["completed", "completed"]
+    for i, cfg in enumerate(cfgs):
+        train(cfg, tmp_path / f"alone{i}")
+        packed, alone = load_trajectory(tmp_path / f"p{i}"), load_trajectory(tmp_path / f"alone{i}")
+        np.testing.assert_allclose(packed.matrix(1, "W_Q"), alone.matrix(1, "W_Q"), rtol=1e-4, atol=1e-5)
+        m_p, m_a = load_metrics(tmp_path / f"p{i}"), load_metrics(tmp_path / f"alone{i}")
+        np.testing.assert_allclose(m_p.value, m_a.value, rtol=1e-4, atol=1e-5)
+
+
+def test_packing_refuses_runs_with_different_shapes(tmp_path):
+    cfgs = [compose_config("experiment=smoke"), compose_config("experiment=smoke", "model.d_model=32")]
+    with pytest.raises(ConfigError, match="model.d_model"):
+        train_pack(cfgs, [tmp_path / "a", tmp_path / "b"])
