@@ -1,6 +1,10 @@
 """The aggregation stage: run directories -> tables, its cache, its robustness and its command line."""
 
+import json
+import os
 import shutil
+import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -8,12 +12,13 @@ import pandas as pd
 import pytest
 
 from manifold_sweeps.aggregate import aggregate, condition_columns, load_table
+from manifold_sweeps.aggregate import stage
 from manifold_sweeps.aggregate.__main__ import main
 from manifold_sweeps.aggregate.windows import trajectory_windows
 from manifold_sweeps.bench.aggregation import write_synthetic_sweep
 from manifold_sweeps.config.schema import AggregateConfig, Reference
 from manifold_sweeps.config.validation import ConfigError
-from manifold_sweeps.rundir.status import StatusWriter
+from manifold_sweeps.rundir.status import STALE_AFTER_S, StatusWriter
 from manifold_sweeps.rundir.trajectory import load_trajectory
 
 from .conftest import run_cli
@@ -146,7 +151,8 @@ def test_a_grown_sweep_reduces_only_new_or_changed_runs_and_matches_a_fresh_aggr
     assert len(grown.tables["runs"]) == 6
 
 
-def test_worker_processes_give_the_same_tables_as_one_process(tmp_path):
+def test_worker_processes_give_the_same_tables_as_one_process(tmp_path, monkeypatch):
+    monkeypatch.setattr(stage, "POOL_MIN_BYTES", 0)  # a tiny sweep would otherwise be reduced in-process
     sweep = make_sweep(tmp_path / "sweep", n_seeds=2, n_conditions=2)
     alone = aggregate([sweep], quiet(out=str(tmp_path / "one")))
     pooled = aggregate([sweep], quiet(workers=2, out=str(tmp_path / "two")))
@@ -158,13 +164,22 @@ def test_runs_that_did_not_complete_are_listed_and_left_out(tmp_path, capsys):
     sweep = make_sweep(tmp_path / "sweep", n_seeds=3, n_conditions=1)
     StatusWriter(sweep / "seed=0,task.m=1").update(state="failed", error="RuntimeError: out of memory")
     StatusWriter(sweep / "seed=1,task.m=1").update(state="diverged", error="training loss became non-finite")
+    running, stale = sweep / "running", sweep / "stale"
+    for folder in (running, stale):
+        shutil.copytree(sweep / "seed=2,task.m=1", folder)
+    StatusWriter(running).update(state="running", host=socket.gethostname(), pid=os.getpid(), last_step=500)
+    status = json.loads((stale / "status.json").read_text())
+    status.update(state="running", host="another-node", pid=1, updated_unix=time.time() - 2 * STALE_AFTER_S)
+    (stale / "status.json").write_text(json.dumps(status))
     (sweep / "config-only" / ".hydra").mkdir(parents=True)
     shutil.copy(sweep / "seed=2,task.m=1" / ".hydra" / "config.yaml", sweep / "config-only" / ".hydra")
     assert main([str(sweep), "--progress-every-s", "3600", "--workers", "1"]) == 0
     out = capsys.readouterr().out
-    assert "completed 1, failed 1, diverged 1, running 0, interrupted 0, unreadable 1" in out
+    assert "completed 1, failed 1, diverged 1, running 1, interrupted 1, unreadable 1" in out
     assert "seed=0,task.m=1: failed: RuntimeError: out of memory" in out
     assert "config-only: unreadable: status.json is missing or unreadable" in out
+    assert "running: running: still running: step 500 of 1000" in out
+    assert "stale: interrupted: stopped at step 1000 of 1000 without finishing" in out
     tables = sweep / "tables"
     assert set(load_table(tables, "effective_rank")["run_id"]) == {"seed=2,task.m=1"}
     assert len(load_table(tables, "subspace_alignment")) == 0  # one completed seed: no pair
@@ -175,9 +190,15 @@ def test_a_run_whose_files_are_damaged_after_its_results_were_cached_is_unreadab
     aggregate([sweep], quiet())
     victim = sweep / "seed=1,task.m=1" / "trajectory.npy"
     victim.write_bytes(victim.read_bytes()[:2000])  # truncated: the cache key changes, the loader refuses
-    runs = aggregate([sweep], quiet()).tables["runs"].set_index("run_id")
+    result = aggregate([sweep], quiet())
+    runs = result.tables["runs"].set_index("run_id")
     assert runs.loc["seed=1,task.m=1", "state"] == "unreadable"
-    assert "trajectory.npy" in runs.loc["seed=1,task.m=1", "reason"] or "mmap" in runs.loc["seed=1,task.m=1", "reason"]
+    assert runs.loc["seed=1,task.m=1", "reason"].startswith("ValueError: mmap length is greater than file size")
+    assert set(result.tables["effective_rank"]["run_id"]) == {"seed=0,task.m=1"}
+    metrics = sweep / "seed=0,task.m=1" / "metrics.parquet"
+    metrics.write_bytes(metrics.read_bytes()[:100])
+    runs = aggregate([sweep], quiet()).tables["runs"].set_index("run_id")
+    assert runs.loc["seed=0,task.m=1", "state"] == "unreadable" and "parquet" in runs.loc["seed=0,task.m=1", "reason"].lower()
 
 
 def test_run_ids_and_the_default_output_folder_for_several_paths(tmp_path):

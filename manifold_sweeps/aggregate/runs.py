@@ -92,6 +92,8 @@ def _final_accuracies(run_dir: Path) -> dict[str, float]:
 def _reason(status: dict | None, state: str) -> str | None:
     if status is None:
         return "status.json is missing or unreadable"
+    if state == "unreadable":
+        return f"status.json has no known state (state={status.get('state')!r})"
     progress = f"step {status.get('last_step')} of {status.get('total_steps')}"
     if state in ("failed", "diverged"):
         return status.get("error") or f"{state} at {progress}"

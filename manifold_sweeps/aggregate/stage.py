@@ -7,7 +7,7 @@
 Runs that are not completed, or whose files turn out unreadable while reducing, stay in `runs`
 with their state and reason and are left out of every other table.
 
-Reductions run with single-threaded BLAS, in worker processes or in this one: multi-threaded
+Reductions and summaries run with single-threaded BLAS (reductions in worker processes or here): multi-threaded
 OpenBLAS is slower on these small eigenproblems (far slower on a busy machine), and one thread
 everywhere makes results bitwise identical whatever --workers is, so cached and fresh tables match.
 """
@@ -36,6 +36,8 @@ from .runs import read_run, runs_frame
 from .tables import write_table
 
 CACHE_DIR = ".cache"
+# Below this much input to reduce, starting worker processes (about a second each) costs more than it saves.
+POOL_MIN_BYTES = 256 * 2**20
 
 
 @dataclass
@@ -98,10 +100,18 @@ def _reduce_job(run_dir: Path, row: dict, cfg: AggregateConfig, cache: RunCache,
     return tables, None
 
 
+def _input_bytes(jobs: list[tuple]) -> int:
+    size = 0
+    for _, run_dir, _, names in jobs:
+        for reducer in (r for r in REDUCERS if r.name in names):
+            size += sum((run_dir / f).stat().st_size for f in reducer.inputs if (run_dir / f).exists())
+    return size
+
+
 def _run_jobs(jobs: list[tuple], cfg: AggregateConfig, cache: RunCache):
     """Yield (job index, _reduce_job result) as jobs finish, in this process or in cfg.workers processes."""
     workers = min(cfg.workers, len(jobs), os.cpu_count() or 1)
-    if workers <= 1:
+    if workers <= 1 or _input_bytes(jobs) < POOL_MIN_BYTES:
         for i, (_, run_dir, row, names) in enumerate(jobs):
             yield i, _reduce_job(run_dir, row, cfg, cache, names)
         return
@@ -170,8 +180,9 @@ def aggregate(
                       for rid, frame in sorted(parts[name], key=lambda p: p[0]) if rid in completed]
             empty = typed_frame([], {"run_id": "string", **columns})
             tables[name] = pd.concat(frames, ignore_index=True).astype(empty.dtypes.to_dict()) if frames else empty
-    for summary in SUMMARIES:
-        tables[summary.name] = summary.build(tables, lambda rid, reducer: cache.arrays(dirs[rid], reducer), cfg)
+    with threadpool_limits(limits=1, user_api="blas"):
+        for summary in SUMMARIES:
+            tables[summary.name] = summary.build(tables, lambda rid, reducer: cache.arrays(dirs[rid], reducer), cfg)
 
     csv = ["runs", *(s.name for s in SUMMARIES)]
     for name, frame in tables.items():
