@@ -14,6 +14,7 @@ from manifold_sweeps.geometry.spectrum import (
 )
 from manifold_sweeps.geometry.subspaces import (
     mean_squared_cosine,
+    pairwise_principal_cosines,
     principal_cosines,
     random_mean_squared_cosine,
     random_subspace,
@@ -165,6 +166,17 @@ def test_principal_angles_of_identical_and_orthogonal_subspaces():
     half = np.column_stack([a[:, 0], b[:, 0], b[:, 1]])
     np.testing.assert_allclose(principal_cosines(a, half), [1.0, 0.0, 0.0], atol=1e-12)
     assert mean_squared_cosine(a, half) == pytest.approx(1 / 3)
+
+
+def test_pairwise_cosines_from_one_stacked_product_match_pair_by_pair():
+    rng = np.random.default_rng(2)
+    bases = [random_subspace(50, k, rng) for k in (3, 5, 1, 4)]
+    bases.append(bases[0] @ np.linalg.qr(rng.standard_normal((3, 3)))[0])  # the first subspace again
+    pairwise = pairwise_principal_cosines(bases)
+    assert sorted(pairwise) == [(i, j) for i in range(5) for j in range(i + 1, 5)]
+    for (i, j), cosines in pairwise.items():
+        np.testing.assert_allclose(cosines, principal_cosines(bases[i], bases[j]), atol=1e-12)
+    np.testing.assert_allclose(pairwise[0, 4], 1.0, atol=1e-12)
 
 
 @pytest.mark.parametrize("k_a,k_b,dim", [(3, 3, 40), (2, 5, 30), (4, 1, 20)])

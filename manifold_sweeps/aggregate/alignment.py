@@ -14,13 +14,11 @@ mean_squared_cosine sits near random_expectation while r90 agrees.
 
 from __future__ import annotations
 
-from itertools import combinations
-
 import numpy as np
 import pandas as pd
 
 from ..config.schema import AggregateConfig
-from ..geometry.subspaces import orthonormal_basis, principal_cosines, random_mean_squared_cosine
+from ..geometry.subspaces import orthonormal_basis, pairwise_principal_cosines, random_mean_squared_cosine
 from .effective_rank import NAME as EFFECTIVE_RANK, basis_key
 from .reducers import ArrayLoader, Summary, typed_frame
 from .runs import condition_columns
@@ -55,20 +53,22 @@ def build(tables: dict[str, pd.DataFrame], arrays: ArrayLoader, cfg: AggregateCo
         # One condition's bases at a time: memory stays bounded by the largest condition.
         bases = {run_id: _orthonormal(arrays(run_id, EFFECTIVE_RANK)) for run_id in group["run_id"]}
         seeds = dict(zip(group["run_id"], group["seed"]))
-        keys = [k for k in bases[group["run_id"].iloc[0]]]  # layer/matrix in the reducer's order
+        keys = list(bases[group["run_id"].iloc[0]])  # layer/matrix in the reducer's order
         for key in keys:
             layer, matrix = key.split("/")
-            for a, b in combinations(group["run_id"], 2):
-                basis_a, basis_b = bases[a].get(key), bases[b].get(key)
-                if basis_a is None or basis_b is None or basis_a.shape[1] == 0 or basis_b.shape[1] == 0:
-                    continue  # a matrix that never moved has no subspace
-                cosines = principal_cosines(basis_a, basis_b, orthonormal=True)
-                k_a, k_b, dim = basis_a.shape[1], basis_b.shape[1], basis_a.shape[0]
+            # A matrix that never moved in a run has no subspace there: that run has no pairs for it.
+            present = [rid for rid in group["run_id"] if bases[rid].get(key) is not None and bases[rid][key].shape[1]]
+            if len(present) < 2:
+                continue
+            cosines = pairwise_principal_cosines([bases[rid][key] for rid in present])
+            for (i, j), cos in cosines.items():
+                a, b = present[i], present[j]
+                (dim, k_a), k_b = bases[a][key].shape, bases[b][key].shape[1]
                 records.append({
                     **condition, "layer": int(layer), "matrix": matrix, "run_id_a": a, "run_id_b": b,
                     "seed_a": seeds[a], "seed_b": seeds[b], "k_a": k_a, "k_b": k_b, "dim": dim,
-                    "n_angles": len(cosines), "mean_squared_cosine": float((cosines**2).mean()),
-                    "max_cosine": float(cosines.max()), "random_expectation": random_mean_squared_cosine(k_a, k_b, dim),
+                    "n_angles": len(cos), "mean_squared_cosine": float(np.mean(cos**2)),
+                    "max_cosine": float(cos.max()), "random_expectation": random_mean_squared_cosine(k_a, k_b, dim),
                 })
     return typed_frame(records, {c: runs[c].dtype for c in conditions} | COLUMNS)
 

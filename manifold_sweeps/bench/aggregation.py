@@ -7,7 +7,9 @@ trajectories are flushed to disk and dropped from the page cache (posix_fadvise)
 aggregation reads them cold, as it would a sweep written hours earlier. The aggregation runs as
 `python -m manifold_sweeps.aggregate` in a child process (with its default 2 worker processes).
 
-Figures: aggregate_<N>_runs_wall_s (cold, nothing cached); aggregate_<N>_runs_peak_rss_gib (the
+Figures: aggregate_<N>_runs_wall_s (cold, nothing cached); aggregate_<N>_runs_cpu_s (user + system
+CPU seconds of the aggregation and its workers: less sensitive than wall time to a busy machine);
+aggregate_<N>_runs_peak_rss_gib (the
 peak of the summed RSS of the child and its workers, sampled every 0.1 s: conservative, as pages
 shared between them count once per process); aggregate_<N>_runs_max_process_rss_gib (ru_maxrss,
 the largest single process); reaggregate_cached_wall_s (the same again, every run from the
@@ -137,8 +139,11 @@ def _tree_rss_bytes(root: int) -> int:
     return sum(rss.get(pid, 0) for pid in tree)
 
 
-def _aggregate_in_child(sweep: Path, *args: str) -> tuple[float, float, float]:
-    """(wall s, peak summed RSS GiB of the process tree, largest process's ru_maxrss GiB) of one aggregation."""
+def _aggregate_in_child(sweep: Path, *args: str) -> tuple[float, float, float, float]:
+    """(wall s, CPU s, peak summed RSS GiB of the process tree, largest process's ru_maxrss GiB) of one aggregation.
+
+    The child's rusage from wait4 includes its worker processes (it waits for them).
+    """
     t0 = time.perf_counter()
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen([sys.executable, "-m", "manifold_sweeps.aggregate", str(sweep), *args],
@@ -158,7 +163,7 @@ def _aggregate_in_child(sweep: Path, *args: str) -> tuple[float, float, float]:
     if proc.returncode != 0:
         raise RuntimeError(f"aggregation failed (exit {proc.returncode}):\n{output}")
     max_process = usage.ru_maxrss / 2**20  # KiB on Linux
-    return wall, peak / 2**30, max_process
+    return wall, usage.ru_utime + usage.ru_stime, peak / 2**30, max_process
 
 
 def run(quick: bool = False) -> dict:
@@ -171,10 +176,11 @@ def run(quick: bool = False) -> dict:
         _drop_from_page_cache(run_dirs)
         written_s = time.perf_counter() - t0
         sweep_bytes = sum((d / TRAJECTORY_FILE).stat().st_size for d in run_dirs)
-        wall, rss, max_process = _aggregate_in_child(folder / "sweep")
-        cached_wall, _, _ = _aggregate_in_child(folder / "sweep")
+        wall, cpu, rss, max_process = _aggregate_in_child(folder / "sweep")
+        cached_wall, _, _, _ = _aggregate_in_child(folder / "sweep")
         return {
             f"aggregate_{n_runs}_runs_wall_s": round(wall, 2),
+            f"aggregate_{n_runs}_runs_cpu_s": round(cpu, 2),
             f"aggregate_{n_runs}_runs_peak_rss_gib": round(rss, 3),
             f"aggregate_{n_runs}_runs_max_process_rss_gib": round(max_process, 3),
             "reaggregate_cached_wall_s": round(cached_wall, 2),

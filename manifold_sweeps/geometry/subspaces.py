@@ -38,6 +38,23 @@ def principal_cosines(a: np.ndarray, b: np.ndarray, orthonormal: bool = False) -
     return np.clip(cosines, 0.0, 1.0)
 
 
+def pairwise_principal_cosines(bases: list[np.ndarray]) -> dict[tuple[int, int], np.ndarray]:
+    """principal_cosines of every pair i < j of orthonormal bases (D, k_i), from one product of their stack.
+
+    One (K x D)(D x K) product, K = sum k_i, replaces a thin product per pair: many seeds' subspaces
+    are compared at the cost of one.
+    """
+    stacked = np.concatenate(bases, axis=1)  # (D, K)
+    products = stacked.T @ stacked  # (K, K): block (i, j) is basis_i^T basis_j
+    edges = np.cumsum([0] + [b.shape[1] for b in bases])
+    cosines = {}
+    for i in range(len(bases)):
+        for j in range(i + 1, len(bases)):
+            block = products[edges[i]:edges[i + 1], edges[j]:edges[j + 1]]  # (k_i, k_j)
+            cosines[i, j] = np.clip(np.linalg.svd(block, compute_uv=False), 0.0, 1.0)
+    return cosines
+
+
 def mean_squared_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.square(principal_cosines(a, b))))
 
