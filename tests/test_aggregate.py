@@ -118,6 +118,23 @@ def test_seeds_with_the_same_trajectory_are_perfectly_aligned(tmp_path):
     assert (others["mean_squared_cosine"] < 0.9).all()  # independent random drifts are not aligned
 
 
+def test_a_matrix_that_never_moved_has_null_measures_and_no_alignment(tmp_path):
+    sweep = make_sweep(tmp_path / "sweep", n_seeds=2, n_conditions=1)
+    for run_dir in sweep.iterdir():
+        traj = np.load(run_dir / "trajectory.npy")
+        traj[:, 0, 0] = traj[0, 0, 0]  # layer 0 W_Q frozen at its initial value
+        np.save(run_dir / "trajectory.npy", traj)
+    tables = aggregate([sweep], quiet()).tables
+    rank = tables["effective_rank"]
+    frozen = (rank["layer"] == 0) & (rank["matrix"] == "W_Q")
+    assert rank.loc[frozen, ["r90", "r95", "r99", "participation_ratio", "pc1_fraction"]].isna().all().all()
+    assert rank.loc[~frozen, "r90"].notna().all()
+    summary = tables["effective_rank_summary"]
+    assert (summary.loc[(summary["layer"] == 0) & (summary["matrix"] == "W_Q"), "count"] == 0).all()
+    alignment = tables["subspace_alignment"]
+    assert len(alignment) == 7 and not ((alignment["layer"] == 0) & (alignment["matrix"] == "W_Q")).any()
+
+
 def test_a_fixed_k_and_the_displacement_reference(tmp_path):
     sweep = make_sweep(tmp_path / "sweep", n_seeds=2, n_conditions=1)
     mean = aggregate([sweep], quiet()).tables

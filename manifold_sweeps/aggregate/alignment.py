@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..config.schema import AggregateConfig
 from ..geometry.subspaces import orthonormal_basis, pairwise_principal_cosines, random_mean_squared_cosine
-from .effective_rank import NAME as EFFECTIVE_RANK, basis_key
+from .effective_rank import NAME as EFFECTIVE_RANK
 from .reducers import ArrayLoader, Summary, typed_frame
 from .runs import condition_columns
 
