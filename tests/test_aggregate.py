@@ -239,6 +239,20 @@ def test_progress_lines_are_shown_while_runs_are_processed(tmp_path):
     assert lines and lines[-1].startswith("runs 2/2 (100%)")
 
 
+def test_every_option_of_the_schema_is_a_flag_of_the_command():
+    from dataclasses import asdict
+
+    from manifold_sweeps.aggregate.__main__ import parse_args
+
+    paths, cfg = parse_args(["p", "--out", "o", "--reference", "displacement", "--expanding-windows", "5",
+                             "--sliding-width", "0.3", "--sliding-stride", "0.15", "--alignment-k", "3",
+                             "--workers", "1", "--fresh", "--progress-every-s", "2"])
+    assert paths == ["p"]
+    assert asdict(cfg) == dict(out="o", reference=Reference.displacement, expanding_windows=5, sliding_width=0.3,
+                               sliding_stride=0.15, alignment_k=3, fresh=True, workers=1, progress_every_s=2.0)
+    assert parse_args(["p"])[1] == AggregateConfig()
+
+
 def test_bad_input_is_refused_before_any_work(tmp_path, capsys):
     assert main([str(tmp_path / "nowhere")]) == 2
     assert "not a directory" in capsys.readouterr().err
