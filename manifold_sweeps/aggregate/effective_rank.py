@@ -59,8 +59,12 @@ def reduce_run(run_dir: Path, row: dict, cfg: AggregateConfig) -> RunOutput:
     for layer, matrix in trajectory.keys():
         gram = SnapshotGram(trajectory.matrix(layer, matrix))  # one read of this matrix's snapshots
         k = cfg.alignment_k or 0
+        measured = {}  # windows holding the same snapshots (expanding 100% = whole) share one eigensolve
         for window in windows:
-            measures = spectrum_measures(gram.eigenvalues(window.rows, reference))
+            span = (window.rows.start, window.rows.stop)
+            if span not in measured:
+                measured[span] = spectrum_measures(gram.eigenvalues(window.rows, reference))
+            measures = measured[span]
             steps = trajectory.steps[window.rows]
             records.append({
                 "layer": layer, "matrix": matrix, "window": window.kind,
