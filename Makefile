@@ -4,9 +4,11 @@ PYTHON ?= python3
 # cluster; an already installed torch is kept.
 TORCH ?= torch==2.13.0
 ARGS ?=
+# The sweep `make aggregate` reads: the newest under outputs/multirun/<date>/<time>, unless given.
+SWEEP ?= $(lastword $(sort $(wildcard outputs/multirun/*/*)))
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast run sweep demo clean
+.PHONY: help install test test-fast run sweep demo aggregate clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -29,6 +31,10 @@ sweep: ## Sweep 3 seeds x m = 1..3 with the demo preset (extra overrides: ARGS=.
 
 demo: ## The main job: the demo sweep
 	$(PYTHON) -m manifold_sweeps -m experiment=demo curriculum=single 'seed=range(3)' 'task.m=range(1,4)' $(ARGS)
+
+aggregate: ## Reduce the newest sweep to tables in its tables/ (SWEEP=path for another; ARGS='--reference displacement')
+	@test -n "$(SWEEP)" || { echo "no sweep under outputs/multirun: run 'make sweep' first, or pass SWEEP=path"; exit 2; }
+	$(PYTHON) -m manifold_sweeps.aggregate '$(SWEEP)' $(ARGS)
 
 clean: ## Delete outputs (runs, sweeps, tables, reports) and caches; keeps outputs/README.md
 	find outputs -mindepth 1 ! -name README.md -exec rm -rf {} +

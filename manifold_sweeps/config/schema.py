@@ -116,5 +116,25 @@ class Config:
     seed: int = 0
 
 
+class Reference(Enum):
+    mean = "mean"  # snapshots centred on the window's mean (the paper's eq. 1)
+    displacement = "displacement"  # W_t - W_0 uncentred (the companion paper)
+
+
+@dataclass
+class AggregateConfig:
+    """Options of `python -m manifold_sweeps.aggregate` (flags of the same names, `--sliding-width`...)."""
+
+    out: Optional[str] = None  # null: tables/ inside the single PATH, or inside the common parent of several
+    reference: Reference = Reference.mean
+    expanding_windows: int = 10  # expanding windows end at 1/N, 2/N, ..., N/N of training
+    sliding_width: float = 0.2  # sliding window width, as a fraction of training
+    sliding_stride: float = 0.1  # step between sliding window starts, as a fraction of training
+    alignment_k: Optional[int] = None  # subspace dimension for subspace_alignment; null: each run's r90
+    fresh: bool = False  # ignore cached per-run results and recompute every run
+    workers: int = 2  # processes reducing runs in parallel (the development machine has 2 cores)
+    progress_every_s: float = 5.0  # seconds between progress lines
+
+
 def register_configs() -> None:
     ConfigStore.instance().store(name="config_schema", node=Config)

@@ -88,3 +88,18 @@ def validate(cfg: DictConfig) -> None:
         for m in train.eval_ms:
             if not 1 <= m <= fit:
                 _fail("train.eval_ms", list(train.eval_ms), f"null or values in 1..{fit}", f"m={m} does not fit {where}")
+
+
+def validate_aggregate(cfg) -> None:
+    """Range checks on an AggregateConfig (keys named as the command's flags)."""
+    if not cfg.expanding_windows >= 1:
+        _fail("--expanding-windows", cfg.expanding_windows, "a positive integer (10: windows ending at 10%, 20%, ...)")
+    for key, value in (("--sliding-width", cfg.sliding_width), ("--sliding-stride", cfg.sliding_stride)):
+        if not 0 < value <= 1:
+            _fail(key, value, "a fraction of training in (0, 1]")
+    if cfg.alignment_k is not None and not cfg.alignment_k >= 1:
+        _fail("--alignment-k", cfg.alignment_k, "a positive integer, or leave it out to use each run's r90")
+    if not cfg.workers >= 1:
+        _fail("--workers", cfg.workers, "a positive integer (processes reducing runs in parallel)")
+    if not cfg.progress_every_s > 0:
+        _fail("--progress-every-s", cfg.progress_every_s, "a positive number of seconds")

@@ -1,0 +1,76 @@
+"""Per-run cache of reducer outputs, so that re-aggregating a grown sweep only reduces new or changed runs.
+
+One file per run and reducer in `<tables>/.cache/`, written atomically. Its key holds the run
+directory, the reducer's name and version, the options that change results, and the size,
+modification time (ns) and inode of every file the reducer reads: a rewritten or replaced file
+changes the key, and the run is reduced again. A cache file that cannot be read counts as absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from pathlib import Path
+
+from ..rundir.atomic import atomic_path
+from .reducers import ALWAYS_READ, Reducer, RunOutput
+
+FORMAT = 1
+
+
+def file_stats(run_dir: Path, names: tuple[str, ...]) -> dict[str, list[int] | None]:
+    stats = {}
+    for name in names:
+        try:
+            st = os.stat(run_dir / name)
+            stats[name] = [st.st_size, st.st_mtime_ns, st.st_ino]
+        except OSError:
+            stats[name] = None
+    return stats
+
+
+class RunCache:
+    def __init__(self, folder: Path, options: dict, fresh: bool = False):
+        self.folder, self.options, self.fresh = Path(folder), options, fresh
+
+    def path(self, run_dir: Path, reducer: str) -> Path:
+        digest = hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:20]
+        return self.folder / f"{digest}.{reducer}.pkl"
+
+    def key(self, run_dir: Path, reducer: Reducer) -> dict:
+        return {
+            "format": FORMAT,
+            "run_dir": str(run_dir.resolve()),
+            "reducer": reducer.name,
+            "version": reducer.version,
+            "options": self.options,
+            "files": file_stats(run_dir, ALWAYS_READ + reducer.inputs),
+        }
+
+    def _read(self, path: Path) -> dict | None:
+        try:
+            with open(path, "rb") as f:
+                return pickle.load(f)
+        except Exception:  # a cache must never stop an aggregation: unreadable means absent
+            return None
+
+    def load(self, run_dir: Path, reducer: Reducer) -> RunOutput | None:
+        if self.fresh:
+            return None
+        entry = self._read(self.path(run_dir, reducer.name))
+        if entry is None or entry.get("key") != self.key(run_dir, reducer):
+            return None
+        return RunOutput(entry["tables"], entry["arrays"])
+
+    def store(self, run_dir: Path, reducer: Reducer, output: RunOutput) -> None:
+        entry = {"key": self.key(run_dir, reducer), "tables": output.tables, "arrays": output.arrays}
+        with atomic_path(self.path(run_dir, reducer.name)) as tmp:
+            with open(tmp, "wb") as f:
+                pickle.dump(entry, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def arrays(self, run_dir: Path, reducer: str) -> dict:
+        entry = self._read(self.path(run_dir, reducer))
+        if entry is None:
+            raise FileNotFoundError(f"no cached {reducer} results for {run_dir} in {self.folder}")
+        return entry["arrays"]

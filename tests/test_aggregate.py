@@ -1,0 +1,344 @@
+"""The aggregation stage: run directories -> tables, its cache, its robustness and its command line."""
+
+import json
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from manifold_sweeps.aggregate import aggregate, condition_columns, load_table
+from manifold_sweeps.aggregate import stage
+from manifold_sweeps.aggregate.__main__ import main
+from manifold_sweeps.aggregate.windows import trajectory_windows
+from manifold_sweeps.bench.aggregation import write_synthetic_sweep
+from manifold_sweeps.config.schema import AggregateConfig, Reference
+from manifold_sweeps.config.validation import ConfigError
+from manifold_sweeps.rundir.status import STALE_AFTER_S, StatusWriter
+from manifold_sweeps.rundir.trajectory import load_trajectory
+
+from .conftest import run_cli
+
+TABLES = ["runs", "effective_rank", "effective_rank_summary", "subspace_alignment"]
+N_MEASURES = 5
+
+
+def make_sweep(folder: Path, n_seeds: int = 3, n_conditions: int = 2, n_snapshots: int = 11, d_model: int = 6) -> Path:
+    write_synthetic_sweep(folder, n_seeds=n_seeds, n_conditions=n_conditions, n_snapshots=n_snapshots,
+                          n_layers=2, d_model=d_model)
+    return folder
+
+
+def quiet(**options) -> AggregateConfig:
+    """In-process (no worker start-up: fast tests) and no progress lines."""
+    return AggregateConfig(**{"progress_every_s": 3600.0, "workers": 1, **options})
+
+
+def assert_same_tables(a: dict, b: dict) -> None:
+    for name in TABLES:
+        pd.testing.assert_frame_equal(a[name], b[name], check_exact=True, obj=name)
+
+
+def test_windows_cover_whole_expanding_and_sliding_fractions_of_training():
+    steps = np.arange(0, 1001, 100)  # 11 snapshots over 1000 steps
+    windows = trajectory_windows(steps, 1000, expanding=10, width=0.2, stride=0.1)
+    whole = [w for w in windows if w.kind == "whole"]
+    assert len(whole) == 1 and whole[0].rows == slice(0, 11)
+    expanding = [w for w in windows if w.kind == "expanding"]
+    assert [w.end_fraction for w in expanding] == [round(0.1 * i, 9) for i in range(1, 11)]
+    assert [w.rows.stop for w in expanding] == list(range(2, 12))  # up to 10% holds steps 0 and 100
+    sliding = [w for w in windows if w.kind == "sliding"]
+    assert [(w.start_fraction, w.end_fraction) for w in sliding] == [
+        (round(0.1 * i, 9), round(0.1 * i + 0.2, 9)) for i in range(9)
+    ]
+    assert all(w.rows.stop - w.rows.start == 3 for w in sliding)
+    # Windows holding fewer than 2 snapshots have no spread and are left out.
+    coarse = trajectory_windows(np.array([0, 500, 1000]), 1000, expanding=4, width=0.2, stride=0.2)
+    assert [(w.kind, w.end_fraction) for w in coarse] == [("whole", 1.0), ("expanding", 0.5), ("expanding", 0.75),
+                                                          ("expanding", 1.0)]
+
+
+def test_a_sweep_aggregates_into_tables_with_one_row_per_run_layer_matrix_and_window(tmp_path):
+    sweep = make_sweep(tmp_path / "sweep")
+    result = aggregate([sweep], quiet())
+    assert result.out == sweep.resolve() / "tables"
+    for name in TABLES:
+        pd.testing.assert_frame_equal(load_table(result.out, name), result.tables[name], obj=name)
+    assert (result.out / "effective_rank_summary.csv").exists() and (result.out / "runs.csv").exists()
+
+    runs = result.tables["runs"]
+    assert sorted(runs["run_id"]) == sorted(f"seed={s},task.m={m}" for s in range(3) for m in (1, 2))
+    assert set(runs["state"]) == {"completed"} and runs["reason"].isna().all()
+    assert runs["seed"].dtype == "Int64" and runs["task.m"].tolist() == [1, 2] * 3
+    assert runs["final_accuracy_m1"].notna().sum() == 3 and runs["task"].eq("modadd").all()
+    assert condition_columns(runs) == ["task.m"]  # seed, run_id and outcomes are never conditions
+
+    rank = result.tables["effective_rank"]
+    n_windows = 1 + 10 + 9  # whole, 10 expanding, 9 sliding (11 snapshots over 1000 steps)
+    assert len(rank) == 6 * 2 * 4 * n_windows
+    assert rank.groupby(["run_id", "layer", "matrix"]).size().eq(n_windows).all()
+    whole = rank[rank["window"] == "whole"]
+    assert (whole["n_snapshots"] == 11).all() and (whole["window_end_step"] == 1000).all()
+    # The synthetic drift spans 4 directions plus small noise.
+    assert whole["r90"].between(1, 4).all() and (whole["r99"] >= whole["r90"]).all()
+    assert (rank["reference"] == "mean").all()
+
+    summary = result.tables["effective_rank_summary"]
+    assert len(summary) == 2 * 2 * 4 * n_windows * N_MEASURES
+    assert (summary["count"] == 3).all()
+    row = summary[(summary["task.m"] == 2) & (summary["layer"] == 1) & (summary["matrix"] == "W_V")
+                  & (summary["window"] == "whole") & (summary["measure"] == "r95")].iloc[0]
+    values = rank.merge(runs[["run_id", "task.m"]], on="run_id").query(
+        "`task.m` == 2 and layer == 1 and matrix == 'W_V' and window == 'whole'")["r95"].astype(float)
+    assert row["mean"] == pytest.approx(values.mean()) and row["sd"] == pytest.approx(values.std(ddof=1))
+    assert (row["min"], row["max"]) == (values.min(), values.max())
+
+    alignment = result.tables["subspace_alignment"]
+    assert len(alignment) == 2 * 3 * 2 * 4  # conditions x seed pairs x layers x matrices
+    assert (alignment["seed_a"] < alignment["seed_b"]).all()
+    assert (alignment["dim"] == 36).all()
+    assert np.allclose(alignment["random_expectation"], np.maximum(alignment["k_a"], alignment["k_b"]) / 36)
+    assert alignment["mean_squared_cosine"].between(0, 1).all()
+
+
+def test_seeds_with_the_same_trajectory_are_perfectly_aligned(tmp_path):
+    sweep = make_sweep(tmp_path / "sweep", n_seeds=2, n_conditions=1)
+    twin = sweep / "twin"
+    shutil.copytree(sweep / "seed=0,task.m=1", twin)
+    config = twin / ".hydra" / "config.yaml"
+    config.write_text(config.read_text().replace("seed: 0", "seed: 7"))
+    alignment = aggregate([sweep], quiet()).tables["subspace_alignment"]
+    pair = alignment[(alignment["seed_a"] == 0) & (alignment["seed_b"] == 7)]
+    assert len(pair) == 8 and np.allclose(pair["mean_squared_cosine"], 1.0, atol=1e-6)
+    others = alignment[alignment["seed_b"] != 7]
+    assert (others["mean_squared_cosine"] < 0.9).all()  # independent random drifts are not aligned
+
+
+def test_a_matrix_that_never_moved_has_null_measures_and_no_alignment(tmp_path):
+    sweep = make_sweep(tmp_path / "sweep", n_seeds=2, n_conditions=1)
+    for run_dir in sweep.iterdir():
+        traj = np.load(run_dir / "trajectory.npy")
+        traj[:, 0, 0] = traj[0, 0, 0]  # layer 0 W_Q frozen at its initial value
+        np.save(run_dir / "trajectory.npy", traj)
+    tables = aggregate([sweep], quiet()).tables
+    rank = tables["effective_rank"]
+    frozen = (rank["layer"] == 0) & (rank["matrix"] == "W_Q")
+    assert rank.loc[frozen, ["r90", "r95", "r99", "participation_ratio", "pc1_fraction"]].isna().all().all()
+    assert rank.loc[~frozen, "r90"].notna().all()
+    summary = tables["effective_rank_summary"]
+    assert (summary.loc[(summary["layer"] == 0) & (summary["matrix"] == "W_Q"), "count"] == 0).all()
+    alignment = tables["subspace_alignment"]
+    assert len(alignment) == 7 and not ((alignment["layer"] == 0) & (alignment["matrix"] == "W_Q")).any()
+
+
+def test_a_fixed_k_and_the_displacement_reference(tmp_path):
+    sweep = make_sweep(tmp_path / "sweep", n_seeds=2, n_conditions=1)
+    mean = aggregate([sweep], quiet()).tables
+    disp = aggregate([sweep], quiet(reference=Reference.displacement, alignment_k=2, out=str(tmp_path / "d"))).tables
+    assert (disp["effective_rank"]["reference"] == "displacement").all()
+    assert not np.allclose(disp["effective_rank"]["pc1_fraction"], mean["effective_rank"]["pc1_fraction"])
+    assert (disp["subspace_alignment"][["k_a", "k_b", "n_angles"]] == 2).all().all()
+
+
+def test_a_grown_sweep_reduces_only_new_or_changed_runs_and_matches_a_fresh_aggregation(tmp_path):
+    sweep = make_sweep(tmp_path / "sweep", n_seeds=2, n_conditions=2)
+    first = aggregate([sweep], quiet())
+    assert (first.computed, first.cached) == (4, 0)
+    again = aggregate([sweep], quiet())
+    assert (again.computed, again.cached) == (0, 4)
+    assert_same_tables(first.tables, again.tables)
+
+    # Grow the sweep by one condition of two seeds, and rewrite one old run's trajectory.
+    make_sweep(tmp_path / "more", n_seeds=2, n_conditions=3)
+    for seed in range(2):
+        shutil.copytree(tmp_path / "more" / f"seed={seed},task.m=3", sweep / f"seed={seed},task.m=3")
+    changed = sweep / "seed=1,task.m=1"
+    traj = np.load(changed / "trajectory.npy")
+    traj[5:] *= 1.5
+    np.save(changed / "trajectory.npy", traj)
+    grown = aggregate([sweep], quiet())
+    assert (grown.computed, grown.cached) == (3, 3)
+    fresh = aggregate([sweep], quiet(fresh=True, out=str(tmp_path / "fresh")))
+    assert (fresh.computed, fresh.cached) == (6, 0)
+    assert_same_tables(grown.tables, fresh.tables)
+    assert len(grown.tables["runs"]) == 6
+
+
+def test_worker_processes_give_the_same_tables_as_one_process(tmp_path, monkeypatch):
+    monkeypatch.setattr(stage, "POOL_MIN_BYTES", 0)  # a tiny sweep would otherwise be reduced in-process
+    sweep = make_sweep(tmp_path / "sweep", n_seeds=2, n_conditions=2)
+    alone = aggregate([sweep], quiet(out=str(tmp_path / "one")))
+    pooled = aggregate([sweep], quiet(workers=2, out=str(tmp_path / "two")))
+    assert pooled.computed == 4
+    assert_same_tables(alone.tables, pooled.tables)
+
+
+def test_runs_that_did_not_complete_are_listed_and_left_out(tmp_path, capsys):
+    sweep = make_sweep(tmp_path / "sweep", n_seeds=3, n_conditions=1)
+    StatusWriter(sweep / "seed=0,task.m=1").update(state="failed", error="RuntimeError: out of memory")
+    StatusWriter(sweep / "seed=1,task.m=1").update(state="diverged", error="training loss became non-finite")
+    running, stale = sweep / "running", sweep / "stale"
+    for folder in (running, stale):
+        shutil.copytree(sweep / "seed=2,task.m=1", folder)
+    StatusWriter(running).update(state="running", host=socket.gethostname(), pid=os.getpid(), last_step=500)
+    status = json.loads((stale / "status.json").read_text())
+    status.update(state="running", host="another-node", pid=1, updated_unix=time.time() - 2 * STALE_AFTER_S)
+    (stale / "status.json").write_text(json.dumps(status))
+    (sweep / "config-only" / ".hydra").mkdir(parents=True)
+    shutil.copy(sweep / "seed=2,task.m=1" / ".hydra" / "config.yaml", sweep / "config-only" / ".hydra")
+    assert main([str(sweep), "--progress-every-s", "3600", "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "completed 1, failed 1, diverged 1, running 1, interrupted 1, unreadable 1" in out
+    assert "seed=0,task.m=1: failed: RuntimeError: out of memory" in out
+    assert "config-only: unreadable: status.json is missing or unreadable" in out
+    assert "running: running: still running: step 500 of 1000" in out
+    assert "stale: interrupted: stopped at step 1000 of 1000 without finishing" in out
+    tables = sweep / "tables"
+    assert set(load_table(tables, "effective_rank")["run_id"]) == {"seed=2,task.m=1"}
+    assert len(load_table(tables, "subspace_alignment")) == 0  # one completed seed: no pair
+
+
+def test_a_run_whose_files_are_damaged_after_its_results_were_cached_is_unreadable(tmp_path):
+    sweep = make_sweep(tmp_path / "sweep", n_seeds=2, n_conditions=1)
+    aggregate([sweep], quiet())
+    victim = sweep / "seed=1,task.m=1" / "trajectory.npy"
+    victim.write_bytes(victim.read_bytes()[:2000])  # truncated: the cache key changes, the loader refuses
+    result = aggregate([sweep], quiet())
+    runs = result.tables["runs"].set_index("run_id")
+    assert runs.loc["seed=1,task.m=1", "state"] == "unreadable"
+    assert runs.loc["seed=1,task.m=1", "reason"].startswith("ValueError: mmap length is greater than file size")
+    assert set(result.tables["effective_rank"]["run_id"]) == {"seed=0,task.m=1"}
+    metrics = sweep / "seed=0,task.m=1" / "metrics.parquet"
+    metrics.write_bytes(metrics.read_bytes()[:100])
+    runs = aggregate([sweep], quiet()).tables["runs"].set_index("run_id")
+    assert runs.loc["seed=0,task.m=1", "state"] == "unreadable" and "parquet" in runs.loc["seed=0,task.m=1", "reason"].lower()
+
+
+def test_run_ids_and_the_default_output_folder_for_several_paths(tmp_path):
+    make_sweep(tmp_path / "a", n_seeds=1, n_conditions=1)
+    make_sweep(tmp_path / "b", n_seeds=1, n_conditions=1)
+    result = aggregate([tmp_path / "a", tmp_path / "b"], quiet())
+    assert result.out == tmp_path.resolve() / "tables"
+    assert result.tables["runs"]["run_id"].tolist() == ["a/seed=0,task.m=1", "b/seed=0,task.m=1"]
+    single = aggregate([tmp_path / "a" / "seed=0,task.m=1"], quiet())
+    assert single.out == (tmp_path / "a" / "seed=0,task.m=1").resolve() / "tables"
+    assert single.tables["runs"]["run_id"].tolist() == ["seed=0,task.m=1"]
+    # A folder of sweeps is searched recursively, and the tables folder is never taken for a run.
+    nested = aggregate([tmp_path], quiet())
+    assert len(nested.tables["runs"]) == 2
+
+
+def test_progress_lines_are_shown_while_runs_are_processed(tmp_path):
+    sweep = make_sweep(tmp_path / "sweep", n_seeds=2, n_conditions=1)
+    lines = []
+    aggregate([sweep], quiet(progress_every_s=1e-9), log=lines.append)
+    assert lines and lines[-1].startswith("runs 2/2 (100%)")
+
+
+def test_every_option_of_the_schema_is_a_flag_of_the_command():
+    from dataclasses import asdict
+
+    from manifold_sweeps.aggregate.__main__ import parse_args
+
+    paths, cfg = parse_args(["p", "--out", "o", "--reference", "displacement", "--expanding-windows", "5",
+                             "--sliding-width", "0.3", "--sliding-stride", "0.15", "--alignment-k", "3",
+                             "--workers", "1", "--fresh", "--progress-every-s", "2"])
+    assert paths == ["p"]
+    assert asdict(cfg) == dict(out="o", reference=Reference.displacement, expanding_windows=5, sliding_width=0.3,
+                               sliding_stride=0.15, alignment_k=3, fresh=True, workers=1, progress_every_s=2.0)
+    assert parse_args(["p"])[1] == AggregateConfig()
+
+
+def test_bad_input_is_refused_before_any_work(tmp_path, capsys):
+    assert main([str(tmp_path / "nowhere")]) == 2
+    assert "not a directory" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "empty")]) == 2
+    assert "no run directory" in capsys.readouterr().err
+    sweep = make_sweep(tmp_path / "sweep", n_seeds=1, n_conditions=1)
+    assert main([str(sweep), "--sliding-width", "1.5"]) == 2
+    assert "--sliding-width=1.5 is not allowed" in capsys.readouterr().err
+    assert not (sweep / "tables").exists()
+    with pytest.raises(ConfigError, match="--alignment-k=0"):
+        aggregate([sweep], AggregateConfig(alignment_k=0))
+    with pytest.raises(SystemExit):
+        main([str(sweep), "--reference", "median"])
+    assert "invalid choice: 'median'" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def smoke_sweep(tmp_path_factory) -> Path:
+    """A real smoke sweep trained from the command line: 2 seeds x m = 1, 2 (curriculum=single)."""
+    sweep = tmp_path_factory.mktemp("smoke") / "sweep"
+    run_cli("-m", "experiment=smoke", "curriculum=single", "seed=0,1", "task.m=1,2", f"hydra.sweep.dir={sweep}")
+    return sweep
+
+
+@pytest.mark.slow
+def test_an_end_to_end_smoke_sweep_aggregates_from_the_command_line(smoke_sweep, tmp_path):
+    sweep = tmp_path / "sweep"
+    shutil.copytree(smoke_sweep, sweep)
+    proc = _aggregate_cli(sweep)
+    assert "4 run(s) found" in proc.stdout and "completed 4," in proc.stdout
+    assert f"tables written to {sweep.resolve() / 'tables'}" in proc.stdout
+    runs = load_table(sweep / "tables", "runs")
+    assert sorted(zip(runs["seed"], runs["task.m"])) == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    assert runs["curriculum"].eq("single").all() and runs["experiment"].eq("smoke").all()
+    assert runs["wall_time_s"].gt(0).all() and runs["final_accuracy_m2"].notna().sum() == 2
+    rank = load_table(sweep / "tables", "effective_rank")
+    # smoke: 40 steps, snapshots every 10 -> 5 snapshots; windows with 2+ snapshots: whole + 8 expanding.
+    assert len(rank) == 4 * 2 * 4 * 9
+    summary = load_table(sweep / "tables", "effective_rank_summary")
+    assert set(summary["task.m"]) == {1, 2} and (summary["count"] == 2).all()
+    assert len(load_table(sweep / "tables", "subspace_alignment")) == 2 * 1 * 2 * 4
+
+
+@pytest.mark.slow
+def test_a_sweep_with_a_failed_and_a_truncated_run_still_aggregates_and_reports_them(smoke_sweep, tmp_path):
+    sweep = tmp_path / "sweep"
+    shutil.copytree(smoke_sweep, sweep)
+    failed = sweep / "curriculum=single,experiment=smoke,seed=0,task.m=1"
+    StatusWriter(failed).update(state="failed", error="RuntimeError: CUDA error: an illegal memory access")
+    truncated = sweep / "curriculum=single,experiment=smoke,seed=1,task.m=2"
+    path = truncated / "trajectory.npy"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError):
+        load_trajectory(truncated)
+    proc = _aggregate_cli(sweep)
+    assert "completed 2, failed 1, diverged 0, running 0, interrupted 0, unreadable 1" in proc.stdout
+    assert "seed=0,task.m=1: failed: RuntimeError: CUDA error" in proc.stdout
+    assert "seed=1,task.m=2: unreadable: ValueError" in proc.stdout
+    runs = load_table(sweep / "tables", "runs").set_index("run_id")
+    assert runs.loc[truncated.name, "state"] == "unreadable" and runs.loc[failed.name, "state"] == "failed"
+    rank = load_table(sweep / "tables", "effective_rank")
+    assert set(rank["run_id"]) == {"curriculum=single,experiment=smoke,seed=1,task.m=1",
+                                   "curriculum=single,experiment=smoke,seed=0,task.m=2"}
+    summary = load_table(sweep / "tables", "effective_rank_summary")
+    assert (summary["count"] == 1).all()
+
+
+def _aggregate_cli(*args):
+    import subprocess
+    import sys
+
+    from manifold_sweeps.paths import REPO_ROOT
+
+    proc = subprocess.run([sys.executable, "-m", "manifold_sweeps.aggregate", *map(str, args)], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+@pytest.mark.slow
+def test_the_aggregation_benchmark_runs_in_quick_mode_and_cleans_up():
+    from manifold_sweeps.bench import aggregation
+
+    before = set(Path(__import__("tempfile").gettempdir()).glob("bench-aggregation-*"))
+    figures = aggregation.run(quick=True)
+    assert figures["aggregate_6_runs_wall_s"] > 0 and 0 < figures["aggregate_6_runs_peak_rss_gib"] < 2
+    assert figures["reaggregate_cached_wall_s"] > 0 and "6 runs x 21 snapshots" in figures["sweep_shape"]
+    assert set(Path(__import__("tempfile").gettempdir()).glob("bench-aggregation-*")) == before
