@@ -76,6 +76,14 @@ def _seed_means(frame: pd.DataFrame, keys: list[str], value: str) -> pd.DataFram
     return frame.groupby(keys, dropna=False)[value].agg(mean="mean", sd="std", n="count").reset_index()
 
 
+def _unless_a_part_fails(claim: str, source: str, evidence: str, rule: str, parts: list[tuple[str, bool]]) -> Verdict:
+    """Supported when every part holds; otherwise not supported, naming the parts that fail."""
+    failed = [why for why, holds in parts if not holds]
+    if not failed:
+        return Verdict(claim, source, Outcome.supported, evidence, rule)
+    return Verdict(claim, source, Outcome.not_supported, f"{evidence} Fails because {' and '.join(failed)}.", rule)
+
+
 def _whole_r90(data: ReportData, runs: pd.DataFrame) -> pd.DataFrame:
     er = data.per_run("effective_rank", runs)
     if er.empty:
@@ -216,12 +224,8 @@ def seeds_dimension_not_orientation(data: ReportData, runs: pd.DataFrame) -> Ver
     orientation = (f"mean cos^2 between seeds' subspaces {pairs['mean_squared_cosine'].mean():.3g} "
                    f"(random subspaces: {random.mean():.3g}), mean overlap {_f(overlap.mean())} "
                    f"over {len(pairs)} pairs x layers x matrices")
-    evidence = f"{dimension}; {orientation}."
-    if consistent and varies:
-        return Verdict(claim, source, Outcome.supported, evidence, rule)
-    failed = [part for part, ok in (("the dimension varies across seeds", consistent),
-                                    ("the seeds share their orientation", varies)) if not ok]
-    return Verdict(claim, source, Outcome.not_supported, f"{evidence} Fails because {' and '.join(failed)}.", rule)
+    return _unless_a_part_fails(claim, source, f"{dimension}; {orientation}.", rule, [
+        ("the dimension varies across seeds", consistent), ("the seeds share their orientation", varies)])
 
 
 # --- 4. collapse within the first 20-30% of training -----------------------------------------------
@@ -347,15 +351,11 @@ def exec_beats_random_early(data: ReportData, runs: pd.DataFrame) -> Verdict:
     if n_steps.max() < 2:
         return Verdict(claim, source, Outcome.not_tested, f"one measurement with a basis per run (ratio {_f(cells['all'].mean())}).",
                        rule, "more commutator measurements per run (smaller commutator.every)")
-    better = cells["all"] > 1
-    earlier = cells["early"] > cells["late"]
     evidence = (f"seed-mean ratio exec / random: all {_span(cells['all'])}, early {_span(cells['early'])}, "
                 f"late {_span(cells['late'])} over {len(cells)} condition(s).")
-    if better.all() and earlier.all():
-        return Verdict(claim, source, Outcome.supported, evidence, rule)
-    failed = [part for part, ok in (("the ratio is not above 1 everywhere", better.all()),
-                                    ("the early ratio is not above the late one everywhere", earlier.all())) if not ok]
-    return Verdict(claim, source, Outcome.not_supported, f"{evidence} Fails because {' and '.join(failed)}.", rule)
+    return _unless_a_part_fails(claim, source, evidence, rule, [
+        ("the ratio is not above 1 everywhere", (cells["all"] > 1).all()),
+        ("the early ratio is not above the late one everywhere", (cells["early"] > cells["late"]).all())])
 
 
 # --- 8 and 10. comparisons of variants: MLP models, multiplication ---------------------------------
@@ -478,7 +478,3 @@ CLAIMS: list[Callable[[ReportData], Verdict]] = [
     mul_higher_dimensional,
     sae_does_not_isolate_execution,
 ]
-
-
-def verdicts(data: ReportData) -> list[Verdict]:
-    return [claim(data) for claim in CLAIMS]

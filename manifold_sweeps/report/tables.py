@@ -6,7 +6,6 @@ Each function takes aggregation tables and returns a small DataFrame of display 
 
 from __future__ import annotations
 
-import math
 import re
 
 import pandas as pd
@@ -129,7 +128,3 @@ def commutator_summary(data: ReportData) -> pd.DataFrame:
     keys = _condition_keys(summary, data)
     summary = summary.sort_values(keys, kind="stable") if keys else summary
     return _wide_summary(summary, [*keys, "phase"], COMMUTATOR_MEASURES, count="n_runs")
-
-
-def is_blank(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import pandas as pd
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from ..data import ReportData
 
@@ -57,3 +58,14 @@ def name_facets(grid, facets: dict) -> None:
         grid.set_titles(row_template=part(row, "row_name"))
     elif col:
         grid.set_titles(col_template=part(col, "col_name"))
+
+
+def log_y(grid) -> None:
+    """A log y axis labelled 0.01, 0.5, 2 rather than 10^-2, 5x10^-1, 2x10^0."""
+    grid.set(yscale="log")
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    for ax in grid.axes.flat:
+        low, high = ax.get_ylim()
+        ax.yaxis.set_major_formatter(plain)
+        # Within one decade there may be no major tick at all: label the minor ones then.
+        ax.yaxis.set_minor_formatter(plain if high / low < 10 else NullFormatter())

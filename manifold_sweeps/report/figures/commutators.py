@@ -12,7 +12,7 @@ import pandas as pd
 import seaborn as sns
 
 from ..data import ReportData
-from .common import FigureSpec, facet, name_facets
+from .common import FigureSpec, facet, log_y, name_facets
 
 OUTSIDE_ENERGY_CLAIM = 0.92  # "more than 92% of commutator energy lies outside the execution subspace"
 
@@ -39,7 +39,7 @@ def defect_data(data: ReportData) -> pd.DataFrame:
 def plot_defect(data: pd.DataFrame):
     g = sns.relplot(data=data, kind="line", x="step", y="defect", hue="condition", estimator="median",
                     errorbar=("pi", 50), marker="o", markersize=4, height=3, aspect=1.5)
-    g.set(yscale="log")
+    log_y(g)
     g.set_axis_labels("training step", "normalised defect D")
     return g
 
@@ -92,7 +92,7 @@ def plot_energy(data: pd.DataFrame):
                     hue_order=["inside (rho^2)", "outside (1 - rho^2)"], errorbar="sd", marker="o", markersize=4,
                     height=3, aspect=1.4, **facets)
     name_facets(g, facets)
-    g.set(yscale="log")
+    log_y(g)
     for ax in g.axes.flat:
         ax.axhline(OUTSIDE_ENERGY_CLAIM, color="0.5", linestyle=":", linewidth=1)
     g.set_axis_labels("training step", "share of |delta|^2 (attention matrices)")
