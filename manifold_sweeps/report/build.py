@@ -86,7 +86,8 @@ def _sweep_section(data: ReportData, source: str) -> Section:
     counts = state_counts(runs).set_index("state")["runs"]
     facts = [
         ("source", source),
-        ("built", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
+        ("built", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+         + f" by python -m manifold_sweeps.report {source} (run it again to rebuild)"),
         ("runs", f"{len(runs)} found, {len(completed)} completed (the others are left out of every statistic; see 'Runs')"),
         ("conditions", ", ".join(data.label_columns) + f" vary: {completed['condition'].nunique()} condition(s)"
          if data.label_columns else "one condition (only the seed varies)"),
@@ -143,7 +144,10 @@ def build_document(data: ReportData, folder: Path, source: str, progress: Callab
         sections=[
             _sweep_section(data, source),
             _claims_section(data),
-            Section("Figures", figures),
+            Section("Figures", [Paragraph(
+                "Lines and bars are means over the seeds of a condition; bands and whiskers are their sd, unless a "
+                "caption says otherwise. Each figure links its PNG and the CSV of the rows it draws (one per run and point)."
+            ), *figures]),
             _tables_section(data),
         ],
     )

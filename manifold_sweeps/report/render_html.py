@@ -88,8 +88,10 @@ def _block(block, folder: Path) -> str:
 def render_html(document: Document, folder: Path) -> str:
     """The page; `folder` is the report folder the figures' relative paths start from."""
     body = [f"<h1>{escape(document.title)}</h1>"]
-    for section in document.sections:
-        body.append(f"<h2>{escape(section.title)}</h2>")
+    anchors = [f"section-{i}" for i in range(len(document.sections))]
+    body.append("<nav>" + " · ".join(f"<a href='#{a}'>{escape(s.title)}</a>" for a, s in zip(anchors, document.sections)) + "</nav>")
+    for anchor, section in zip(anchors, document.sections):
+        body.append(f"<h2 id='{anchor}'>{escape(section.title)}</h2>")
         body += [_block(block, folder) for block in section.blocks]
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
