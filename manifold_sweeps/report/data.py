@@ -1,7 +1,7 @@
 """What the report is built from: the aggregation's tables, and the conditions that split the runs.
 
-The report never reads run directories or imports training code: it gets the tables written by
-`python -m manifold_sweeps.aggregate` (by name: runs, effective_rank, subspace_alignment, metrics,
+Figures and claims never read run directories or import training code: they get the tables written
+by `python -m manifold_sweeps.aggregate` (by name: runs, effective_rank, subspace_alignment, metrics,
 commutators, ...). A condition is one combination of the config values that vary across the
 completed runs except the seed (the aggregation's `condition_columns`); the seeds of a condition are
 its repeats, and every mean and sd in the report is over them.
@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 
 ALL_RUNS = "all runs"  # the label of the one condition of a sweep where nothing but the seed varies
-# Run columns every figure and claim may need beside the conditions.
 # The config keys that make a model an MLP model, and a task multiplication (modmul also sets C = 7).
 MLP_KEYS = ("model", "model.mlp_ratio")
 OP_KEYS = ("task", "task.op", "task.modulus")
+# Run columns every figure and claim may need beside the conditions.
 RUN_COLUMNS = ["run_id", "seed", "model.mlp_ratio", "task.op", "task.modulus", "curriculum.kind", "curriculum.ms"]
 
 
@@ -44,10 +44,7 @@ def condition_labels(runs: pd.DataFrame, columns: list[str]) -> pd.Series:
     if not columns:
         return pd.Series(ALL_RUNS, index=runs.index, dtype="string")
     parts = [column + "=" + runs[column].astype("string").fillna("null") for column in columns]
-    label = parts[0]
-    for part in parts[1:]:
-        label = label + ", " + part
-    return label.astype("string")
+    return parts[0].str.cat(parts[1:], sep=", ").astype("string")
 
 
 def other_conditions(conditions: list[str], variant_keys: tuple[str, ...]) -> list[str]:
@@ -76,7 +73,7 @@ class ReportData:
         self.completed = completed.reset_index(drop=True)
 
     def has(self, name: str) -> bool:
-        """Whether the table exists and holds rows of completed runs."""
+        """Whether the sweep has the table, with rows."""
         table = self.tables.get(name)
         return table is not None and not table.empty
 
