@@ -218,9 +218,14 @@ def test_sae_claim_is_not_tested_without_probe_results():
     assert verdict.outcome is NOT_TESTED and "manifold_sweeps.probes" in verdict.needed
 
 
+@pytest.fixture(scope="module")
+def sweeps():
+    return full_sweep(), report_data(runs_table(M_SWEEP))
+
+
 @pytest.mark.parametrize("claim", claims.CLAIMS, ids=lambda c: c.__name__)
-def test_every_verdict_names_its_rule_and_what_is_needed_when_not_tested(claim):
-    for data in (full_sweep(), report_data(runs_table(M_SWEEP))):
+def test_every_verdict_names_its_rule_and_what_is_needed_when_not_tested(claim, sweeps):
+    for data in sweeps:
         verdict = claim(data)
         assert verdict.rule and verdict.claim and verdict.evidence
         assert verdict.outcome in Outcome

@@ -230,6 +230,13 @@ def seeds_dimension_not_orientation(data: ReportData, runs: pd.DataFrame) -> Ver
 
 # --- 4. collapse within the first 20-30% of training -----------------------------------------------
 
+def _settling_point(ends: np.ndarray, r90: np.ndarray, final: float) -> float:
+    """The earliest window end (ascending `ends`) from which r90 stays within COLLAPSE_TOLERANCE of `final`."""
+    off = np.abs(r90 - final) > COLLAPSE_TOLERANCE + EPS
+    # The window after the last one still off; the last window is the whole run, never off.
+    return float(ends[np.flatnonzero(off)[-1] + 1]) if off.any() else float(ends[0])
+
+
 @about_trained_models
 def collapse_early(data: ReportData, runs: pd.DataFrame) -> Verdict:
     claim = "The trajectory collapses onto its low dimension within the first 20-30% of training."
@@ -254,9 +261,7 @@ def collapse_early(data: ReportData, runs: pd.DataFrame) -> Verdict:
         final = cell["r90"].iloc[-1]
         if cell["window_end_fraction"].iloc[-1] < 1 - EPS:
             continue  # no window covers the whole run
-        off = (cell["r90"] - final).abs() > COLLAPSE_TOLERANCE + EPS
-        # The first window after the last one that is still off the final value.
-        settle = cell["window_end_fraction"].iloc[np.flatnonzero(off.to_numpy())[-1] + 1] if off.any() else cell["window_end_fraction"].iloc[0]
+        settle = _settling_point(cell["window_end_fraction"].to_numpy(), cell["r90"].to_numpy(), final)
         early = cell[cell["window_end_fraction"] <= COLLAPSE_BY + EPS]
         settled.append(settle)
         resolvable.append(not early.empty and early["n_snapshots"].max() >= final + 2)
@@ -292,8 +297,8 @@ def entropy_falls(data: ReportData, runs: pd.DataFrame) -> Verdict:
     ends = ends.merge(runs[["run_id", "condition"]], on="run_id")
     cells = ends.groupby(["condition", "m"])[["first", "last"]].mean()
     drop = 1 - cells["last"] / cells["first"]
-    evidence = (f"seed-mean entropy of the last layer falls from {_f(cells['first'].mean())} to {_f(cells['last'].mean())} nats "
-                f"on average; relative drop per m and condition {_span(drop, '.1%')} over {len(cells)} cell(s).")
+    evidence = (f"seed-mean entropy of the last layer goes from {_f(cells['first'].mean())} at step 0 to {_f(cells['last'].mean())} nats "
+                f"at the end on average; relative drop per m and condition {_span(drop, '.1%')} over {len(cells)} cell(s).")
     outcome = Outcome.supported if (drop >= ENTROPY_DROP - EPS).all() else Outcome.not_supported
     return Verdict(claim, source, outcome, evidence, rule)
 
