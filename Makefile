@@ -4,11 +4,12 @@ PYTHON ?= python3
 # cluster; an already installed torch is kept.
 TORCH ?= torch==2.13.0
 ARGS ?=
-# The sweep `make aggregate` reads: the newest under outputs/multirun/<date>/<time>, unless given.
+# The newest sweep under outputs/multirun/<date>/<time>/ (names sort by time), for
+# `make aggregate` and `make report`; SWEEP=path for another.
 SWEEP ?= $(lastword $(sort $(wildcard outputs/multirun/*/*)))
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast run sweep demo aggregate clean
+.PHONY: help install test test-fast run sweep demo aggregate report clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -29,8 +30,17 @@ run: ## Train one run with the default config (extra overrides: ARGS='seed=3 tas
 sweep: ## Sweep 3 seeds x m = 1..3 with the demo preset (extra overrides: ARGS=...)
 	$(PYTHON) -m manifold_sweeps -m experiment=demo curriculum=single 'seed=range(3)' 'task.m=range(1,4)' $(ARGS)
 
-demo: ## The main job: the demo sweep
-	$(PYTHON) -m manifold_sweeps -m experiment=demo curriculum=single 'seed=range(3)' 'task.m=range(1,4)' $(ARGS)
+# The demo's sweep gets a directory of its own name, so its report finds it whatever else runs.
+# Commutators are measured at their default interval (commutator.every) unless ARGS says otherwise.
+demo: ## The main job: a small sweep (3 seeds x m = 1..3, demo preset), then its report; prints index.html's path
+	@dir=outputs/multirun/$$(date +%Y-%m-%d/%H-%M-%S)-demo; \
+	$(PYTHON) -m manifold_sweeps -m experiment=demo curriculum=single 'seed=range(3)' 'task.m=range(1,4)' \
+		hydra.sweep.dir=$$dir $(ARGS) && \
+	$(PYTHON) -m manifold_sweeps.report $$dir
+
+report: ## Report on the newest sweep under outputs/ (or SWEEP=path): SWEEP/report/index.html and report.md
+	@test -n "$(SWEEP)" || { echo "no sweep under outputs/multirun/: run one (make sweep) or give SWEEP=path" >&2; exit 2; }
+	$(PYTHON) -m manifold_sweeps.report $(SWEEP)
 
 aggregate: ## Reduce the newest sweep to tables in its tables/ (SWEEP=path for another; ARGS='--reference displacement')
 	@test -n "$(SWEEP)" || { echo "no sweep under outputs/multirun: run 'make sweep' first, or pass SWEEP=path"; exit 2; }

@@ -1,0 +1,86 @@
+"""`python -m manifold_sweeps.report PATH [PATH ...]`: the report of a sweep, aggregating it first when needed.
+
+PATH is what the aggregation takes: a sweep directory, a run directory, or a folder of sweeps. The
+tables are rebuilt (python -m manifold_sweeps.aggregate) when missing or older than the runs; the
+report lands in report/ beside them and the path of its index.html is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import matplotlib
+import pandas as pd
+
+from ..aggregate import aggregate, condition_columns, load_table
+from ..aggregate.discovery import NoRunsError, find_run_dirs
+from ..aggregate.metrics_table import NAME as METRICS, metrics_rows
+from ..config.schema import AggregateConfig
+from .build import build_report
+from .data import ReportData
+from .freshness import tables_are_stale
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m manifold_sweeps.report",
+        description="Write the report of a sweep (figures, tables and the paper's claims checked against the data) "
+        "as report/index.html and report/report.md, aggregating the sweep first when its tables are missing or stale.",
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="a sweep directory, a run directory, or a folder searched recursively for runs")
+    parser.add_argument("--tables", metavar="DIR",
+                        help="the aggregation's tables (default: tables/ inside the single PATH, or the common parent)")
+    parser.add_argument("--out", metavar="DIR", help="the report folder (default: report/ beside tables/)")
+    return parser.parse_args(argv)
+
+
+def progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _metrics_from_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The metrics table read straight from the completed runs, for tables aggregated without it."""
+    completed = runs[runs["state"] == "completed"]
+    frames = [metrics_rows(run_dir).assign(run_id=run_id) for run_id, run_dir in zip(completed["run_id"], completed["run_dir"])]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def load_tables(tables_dir: Path) -> dict[str, pd.DataFrame]:
+    tables = {path.stem: load_table(tables_dir, path.stem) for path in sorted(tables_dir.glob("*.parquet"))}
+    if METRICS not in tables:
+        tables[METRICS] = _metrics_from_runs(tables["runs"])
+    return tables
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        root, _ = find_run_dirs(args.paths)
+    except NoRunsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    tables_dir = Path(args.tables) if args.tables else root / "tables"
+    out = Path(args.out) if args.out else tables_dir.parent / "report"
+    # Made before the tables: creating it later would make the sweep folder look newer than its tables.
+    out.mkdir(parents=True, exist_ok=True)
+    if tables_are_stale(args.paths, tables_dir, out):
+        progress(f"tables in {tables_dir} are missing or older than the runs: aggregating first")
+        aggregate(args.paths, AggregateConfig(out=str(tables_dir)), log=progress)
+    tables = load_tables(tables_dir)
+    runs = tables.pop("runs")
+    data = ReportData(runs, condition_columns(runs[runs["state"] == "completed"]), tables)
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import seaborn as sns
+
+    sns.set_theme(context="paper", style="whitegrid", font_scale=1.1)
+    index = build_report(data, out, source=str(root), progress=progress)
+    print(index.resolve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
