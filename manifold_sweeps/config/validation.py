@@ -88,3 +88,14 @@ def validate(cfg: DictConfig) -> None:
         for m in train.eval_ms:
             if not 1 <= m <= fit:
                 _fail("train.eval_ms", list(train.eval_ms), f"null or values in 1..{fit}", f"m={m} does not fit {where}")
+    _validate_commutator(cfg.commutator)
+
+
+def _validate_commutator(com: DictConfig) -> None:
+    if com.every < 0:
+        _fail("commutator.every", com.every, "0 (off) or a positive number of steps")
+    for key in ("samples", "basis_k", "random_trials"):
+        if com[key] < 1:
+            _fail(f"commutator.{key}", com[key], "a positive integer")
+    if not com.eta > 0:
+        _fail("commutator.eta", com.eta, "a positive number")

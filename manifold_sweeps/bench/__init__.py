@@ -1,0 +1,1 @@
+"""Benchmarks: one module per figure set, each exposing run(quick: bool = False) -> dict."""
