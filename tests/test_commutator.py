@@ -333,3 +333,15 @@ def test_commutator_summary_takes_per_run_medians_by_phase_then_mean_and_sd_over
     assert at.loc[("b", "all"), "defect_mean"] == pytest.approx(1000 + 451 + 5)
     assert at.loc[("b", "late"), "rho_exec_mean"] == pytest.approx(0.1856)
     assert (at["n_runs"] == 2).all() and at.loc[("a", "all"), "rho_random_sd"] == 0
+
+
+@pytest.mark.slow
+def test_the_benchmark_reports_its_figures():
+    from manifold_sweeps.bench import commutator
+
+    figures = commutator.run(quick=True)
+    assert figures["commutator_preset"] == "smoke" and figures["commutator_measurements_per_run"] == 5
+    assert figures["commutator_measure_s"] > 0 and figures["commutator_measure_first_s"] > 0
+    assert figures["commutator_train_step_ms"] >= 0 and figures["commutator_overhead_pct"] > 0  # noisy: no bounds
+    # smoke: 5 measurements x 8 matrices x 16^2 float32 deltas, plus the small files
+    assert 5 * 8 * 256 * 4 / 2**20 < figures["commutator_files_mb"] < 0.2

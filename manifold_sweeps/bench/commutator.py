@@ -25,16 +25,19 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from ..commutator.probe import CommutatorProbe, measurement_steps
+from ..commutator.probe import CommutatorProbe, measurement_steps, saved_rows_per_step
 from ..config.schema import register_configs
 from ..model.transformer import ModelShape, Transformer
 from ..paths import CONF_DIR
-from ..rundir.commutators import COMMUTATORS_FILE, DELTAS_FILE, INDEX_FILE, META_FILE
+from ..rundir.commutators import (
+    COMMUTATORS_FILE, DELTAS_FILE, INDEX_FILE, META_FILE, CommutatorLog, DeltaWriter, load_commutators, load_deltas,
+    read_meta, write_meta,
+)
+from ..task.layout import _name
 from ..training.loop import snapshot_steps, train
 
 
@@ -69,22 +72,29 @@ def _measure_s(cfg, run_dir: Path, n_snapshots: int, repeats: int) -> float:
     return best
 
 
-def _files_mb(cfg, run_dir: Path) -> float:
-    """Bytes of the commutator files of a full run, from the real writers (deltas file preallocated)."""
+def _files_mb(cfg, measured: Path, run_dir: Path) -> float:
+    """Size of the commutator files of a full run, written by the real writers: the records and
+    saved delta of the measurement in `measured`, repeated at every measurement step."""
     steps = measurement_steps(int(cfg.train.steps), int(cfg.commutator.every))
-    records = pd.read_parquet(run_dir / COMMUTATORS_FILE)  # one measurement's rows, from _measure_s
-    one = records[records.step == records.step.iloc[0]]
-    pd.concat([one.assign(step=s) for s in steps]).to_parquet(run_dir / "full.parquet", index=False)
-    index_bytes = 128 + len(steps) * 2 * 8  # .npy header + (step, sample) int64 per median row
-    total = sum((run_dir / name).stat().st_size for name in (DELTAS_FILE, META_FILE, "full.parquet")) + index_bytes
-    assert (run_dir / INDEX_FILE).exists()
-    return total / 2**20
+    rows = load_commutators(measured)
+    index, deltas = load_deltas(measured)
+    per_step = saved_rows_per_step(_name(cfg.commutator.save_deltas), int(cfg.commutator.samples))
+    run_dir.mkdir()
+    records = CommutatorLog(run_dir)
+    writer = DeltaWriter(run_dir, len(steps) * per_step, int(cfg.model.n_layers), int(cfg.model.d_model))
+    for step in steps:
+        records.add(rows.assign(step=step).to_dict("records"))
+        writer.append(step, index[:per_step, 1].tolist(), deltas[:per_step])
+    records.flush()
+    write_meta(run_dir, read_meta(measured))
+    files = (COMMUTATORS_FILE, META_FILE, DELTAS_FILE, INDEX_FILE)
+    return sum((run_dir / name).stat().st_size for name in files) / 2**20
 
 
 def run(quick: bool = False) -> dict:
     preset = ("experiment=smoke", "commutator.every=10") if quick else ("experiment=paper",)
     common = (*preset, "train.device=cpu", "train.progress_every_s=1e9", "train.checkpoint_every=1000000")
-    n = 5 if quick else 100
+    n = 20 if quick else 100
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         wall_n = _train_wall_s(common, n, tmp / "n")
@@ -93,8 +103,8 @@ def run(quick: bool = False) -> dict:
 
         cfg = _compose(*common)
         full = len(snapshot_steps(int(cfg.train.steps), int(cfg.train.snapshot_every)))
+        measure_s = _measure_s(cfg, tmp / "full", full, repeats=2)  # the first repeat also warms up
         measure_first_s = _measure_s(cfg, tmp / "first", 2, repeats=1)
-        measure_s = _measure_s(cfg, tmp / "full", full, repeats=2)
         n_measurements = len(measurement_steps(int(cfg.train.steps), int(cfg.commutator.every)))
         overhead = 100 * n_measurements * measure_s / (int(cfg.train.steps) * step_s)
         return {
@@ -104,5 +114,5 @@ def run(quick: bool = False) -> dict:
             "commutator_measure_first_s": round(measure_first_s, 3),
             "commutator_measurements_per_run": n_measurements,
             "commutator_overhead_pct": round(overhead, 2),
-            "commutator_files_mb": round(_files_mb(cfg, tmp / "full"), 2),
+            "commutator_files_mb": round(_files_mb(cfg, tmp / "full", tmp / "files"), 2),
         }

@@ -196,7 +196,9 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
                 error=None,
                 wall_time_s=run.wall_before,
             )
-        commutators = CommutatorProbe([r.cfg for r in runs], [r.dir for r in runs], device, start) if int(cfg0.commutator.every) else None
+        commutators = None
+        if int(cfg0.commutator.every):
+            commutators = CommutatorProbe([r.cfg for r in runs], [r.dir for r in runs], device, start)
         log.info("training %d run(s) on %s from step %d to %d (%d parameters per run)",
                  P, device, start, total, sum(p[0].numel() for p in params))
     except BaseException as err:
