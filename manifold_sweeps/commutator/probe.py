@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 from ..model.transformer import MATRICES, Transformer
 from ..rundir.commutators import CommutatorLog, DeltaWriter, write_meta
 from ..task.curriculum import Curriculum
-from ..task.generator import sample_batch
+from ..task.generator import Batch, sample_batch
 from ..task.layout import TokenLayout, _name
 from ..training.seeding import generator
 from .basis import trajectory_basis
@@ -95,35 +95,42 @@ class CommutatorProbe:
         snapshots[p]: run p's trajectory so far, (n, n_layers, 4, d, d) (a memory-mapped view is
         fine: it is read one matrix at a time); None for a run that has stopped (not recorded).
         """
-        data_gens = [generator(r.seed, f"commutator/step={step}", self.device) for r in self.runs]
-        m_gens = [generator(r.seed, f"commutator/step={step}/m") for r in self.runs]
-        pairs, results = [], []
+        gens = [(generator(r.seed, f"commutator/step={step}", self.device), generator(r.seed, f"commutator/step={step}/m"))
+                for r in self.runs]
+        ms, results = [], []
         for _ in range(self.samples):
-            pair = [self._draw_pair(r, step, data, m) for r, data, m in zip(self.runs, data_gens, m_gens)]
-            batch_a = (torch.stack([a.tokens for a, _ in pair]), torch.stack([a.labels for a, _ in pair]))  # (P, B, T), (P, B)
-            batch_b = (torch.stack([b.tokens for _, b in pair]), torch.stack([b.labels for _, b in pair]))
-            pairs.append([(a.m, b.m) for a, b in pair])
+            pairs = [self._draw_pair(run, step, *g) for run, g in zip(self.runs, gens)]  # per run: (A, B)
+            ms.append([(a.m, b.m) for a, b in pairs])
+            batch_a, batch_b = _stack([a for a, _ in pairs]), _stack([b for _, b in pairs])
             results.append(measure_pair(model, batch_a, batch_b, self.eta, self.dtype))
         deltas = torch.stack([r.delta_attention for r in results]).cpu()  # (S, P, L*4, d*d)
         defects = []
         for p, run in enumerate(self.runs):
-            if snapshots[p] is None:
-                continue
-            blocks = [snapshots[p][:, layer, j] for layer in range(self.n_layers) for j in range(len(MATRICES))]
-            basis, dims = trajectory_basis(blocks, self.basis_k)
-            random_gen = generator(run.seed, f"commutator/step={step}/random_basis")
-            stats = projection_stats(deltas[:, p], basis, dims, self.trials, random_gen)
-            rows = [_row(step, s, pairs[s][p], results[s], p, int(dims.sum()), stats) for s in range(self.samples)]
-            run.records.add(rows)
-            run.records.flush()
-            defect = [row["defect"] for row in rows]
-            defects += defect
-            if run.deltas is not None:
-                keep = self._saved_samples(defect)
-                d = self.d_model
-                run.deltas.append(step, keep, deltas[keep, p].float().numpy().reshape(len(keep), self.n_layers, 4, d, d))
+            if snapshots[p] is not None:
+                rows = self._record(run, step, snapshots[p], [m[p] for m in ms], [_per_run(r, p) for r in results], deltas[:, p])
+                defects += [row["defect"] for row in rows]
         if defects:
             log.info("commutators at step %d: median D %.4g over %d samples", step, float(np.median(defects)), len(defects))
+
+    def _record(self, run: _RunProbe, step: int, snapshots: np.ndarray, ms: list[tuple[int, int]],
+                results: list[dict], deltas: torch.Tensor) -> list[dict]:
+        """Project one run's samples onto its causal basis and write its records; deltas (S, L*4, d*d)."""
+        blocks = [snapshots[:, layer, j] for layer in range(self.n_layers) for j in range(len(MATRICES))]
+        basis, dims = trajectory_basis(blocks, self.basis_k)
+        random_gen = generator(run.seed, f"commutator/step={step}/random_basis")
+        stats = projection_stats(deltas, basis, dims, self.trials, random_gen)
+        rows = [
+            {"step": step, "sample": s, "m_a": ms[s][0], "m_b": ms[s][1], **results[s], "basis_dim": int(dims.sum()),
+             **{name: float(value[s]) for name, value in stats.items()}}
+            for s in range(self.samples)
+        ]
+        run.records.add(rows)
+        run.records.flush()
+        if run.deltas is not None:
+            keep = self._saved_samples([row["defect"] for row in rows])
+            d = self.d_model
+            run.deltas.append(step, keep, deltas[keep].float().numpy().reshape(len(keep), self.n_layers, len(MATRICES), d, d))
+        return rows
 
     def _draw_pair(self, run: _RunProbe, step: int, data_gen: torch.Generator, m_gen: torch.Generator):
         """Batches A and B from the curriculum's distribution at `step`, each with its own draw of m."""
@@ -139,14 +146,15 @@ class CommutatorProbe:
         return [int(order[(len(defect) - 1) // 2])]  # the lower median for an even count
 
 
-def _row(step: int, sample: int, ms: tuple[int, int], res: PairResult, p: int, basis_dim: int, stats: dict) -> dict:
-    delta_norm = float(res.delta_norm[p])
-    attention = float(res.delta_norm_attention[p])
+def _stack(batches: list[Batch]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch per run -> tokens (P, B, T), labels (P, B)."""
+    return torch.stack([b.tokens for b in batches]), torch.stack([b.labels for b in batches])
+
+
+def _per_run(res: PairResult, p: int) -> dict[str, float]:
+    """Run p's scalar quantities of one sample, as record columns."""
+    delta_norm, attention = float(res.delta_norm[p]), float(res.delta_norm_attention[p])
     return {
-        "step": step,
-        "sample": sample,
-        "m_a": ms[0],
-        "m_b": ms[1],
         "delta_norm": delta_norm,
         "delta_norm_attention": attention,
         "attention_share": attention**2 / delta_norm**2 if delta_norm > 0 else float("nan"),
@@ -154,6 +162,4 @@ def _row(step: int, sample: int, ms: tuple[int, int], res: PairResult, p: int, b
         "step_norm_b": float(res.step_norm_b[p]),
         "defect": float(res.defect[p]),
         "cos_ab": float(res.cos_ab[p]),
-        "basis_dim": basis_dim,
-        **{name: float(value[sample]) for name, value in stats.items()},
     }
