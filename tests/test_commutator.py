@@ -218,6 +218,24 @@ def test_commutator_defaults_and_bad_values():
             compose_config(override)
 
 
+def test_the_probe_draws_from_the_current_curriculum_stage_and_its_own_seeded_streams(tmp_path):
+    from manifold_sweeps.commutator.probe import CommutatorProbe
+
+    cfg = compose_config("experiment=smoke", "curriculum=sequential", "commutator.every=10", "commutator.samples=2")
+    model, _ = small_model()
+    snapshots = np.random.default_rng(0).standard_normal((3, 2, 4, 16, 16)).astype(np.float32)
+
+    def measured(step, run_dir):
+        CommutatorProbe([cfg], [run_dir], torch.device("cpu")).measure(step, model, [snapshots])
+        return load_commutators(run_dir)
+
+    early, late = measured(10, tmp_path / "a"), measured(30, tmp_path / "b")  # stages: m=1 to step 19, then m=2
+    assert (early[["m_a", "m_b"]] == 1).all().all() and (late[["m_a", "m_b"]] == 2).all().all()
+    assert measured(10, tmp_path / "c").equals(early)  # the same step draws the same batches again
+    assert not np.allclose(measured(20, tmp_path / "d").defect, early.defect)
+    assert (early.basis_dim == 16).all()  # 3 snapshots: 2 directions in each of 8 matrices
+
+
 # --- during training --------------------------------------------------------------------------------
 
 SMOKE = ("experiment=smoke", "commutator.every=10", "commutator.samples=3")
