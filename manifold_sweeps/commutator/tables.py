@@ -11,8 +11,8 @@ rho_random_final, exec_random_ratio_final. Those exist only for samples whose de
 to one row per condition x phase, where phase is early (each run's first 20% of measurement steps,
 at least one), late (its last 20%) or all. Each run contributes its median of every quantity over
 the phase's samples; the row holds their mean (`<q>_mean`) and sd (`<q>_sd`, ddof 1) over the runs
-of the condition, and n_runs. `runs` needs the columns run_id, seed and condition_columns, and
-should hold only the runs that enter the statistics (completed ones): rows of other runs are dropped.
+of the condition (its seeds), and n_runs. `runs` needs the columns run_id and condition_columns,
+and should hold only the runs that enter the statistics (completed ones): rows of other runs are dropped.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def commutator_summary(commutators: pd.DataFrame, runs: pd.DataFrame, condition_
     """Per condition and phase (early, late, all): mean and sd over runs of each run's median quantity."""
     quantities = [q for q in (*SUMMARY_QUANTITIES, *SUMMARY_QUANTITIES_FINAL) if q in commutators.columns]
     conditions = list(condition_columns)
-    rows = commutators.merge(runs[["run_id", "seed", *conditions]], on="run_id", how="inner")
+    rows = commutators.merge(runs[["run_id", *conditions]], on="run_id", how="inner")
     # Rank each run's measurement steps 1..n; early = the first n/5 of them, late = the last.
     rank = rows.groupby("run_id")["step"].rank(method="dense")
     n_steps = rows.groupby("run_id")["step"].transform("nunique")
