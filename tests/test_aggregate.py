@@ -342,3 +342,26 @@ def test_the_aggregation_benchmark_runs_in_quick_mode_and_cleans_up():
     assert figures["aggregate_6_runs_wall_s"] > 0 and 0 < figures["aggregate_6_runs_peak_rss_gib"] < 2
     assert figures["reaggregate_cached_wall_s"] > 0 and "6 runs x 21 snapshots" in figures["sweep_shape"]
     assert set(Path(__import__("tempfile").gettempdir()).glob("bench-aggregation-*")) == before
+
+
+def test_training_metrics_and_commutators_become_tables_across_runs(tmp_path):
+    from manifold_sweeps.training.loop import train
+
+    from .conftest import compose_config
+
+    for seed in (0, 1):
+        cfg = compose_config("experiment=smoke", f"seed={seed}", "commutator.every=20", "commutator.samples=2")
+        train(cfg, tmp_path / "sweep" / f"seed={seed}")
+    tables = aggregate([tmp_path / "sweep"], quiet()).tables
+    metrics = tables["metrics"]
+    assert set(metrics["run_id"]) == {"seed=0", "seed=1"}
+    assert sorted(metrics[metrics.metric == "eval_accuracy"].m.unique()) == [1, 2]
+    commutators = tables["commutators"]
+    # 3 measurements (steps 0, 20, 40) x 2 samples per run; step 0 has no causal basis yet
+    assert len(commutators) == 2 * 3 * 2 and commutators["defect"].gt(0).all()
+    assert commutators.loc[commutators.step > 0, "rho_exec"].between(0, 1).all()
+    assert commutators.loc[commutators.step > 0, "rho_exec_final"].notna().any()  # the median delta was saved
+    summary = tables["commutator_summary"]
+    assert sorted(summary["phase"]) == ["all", "early", "late"] and (summary["n_runs"] == 2).all()
+    assert summary["rho_exec_mean"].notna().all()
+    assert load_table(tmp_path / "sweep" / "tables", "commutator_summary").equals(summary)

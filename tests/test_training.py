@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from manifold_sweeps.config.validation import ConfigError
 from manifold_sweeps.rundir.checkpoint import load_checkpoint
@@ -38,6 +39,8 @@ def test_smoke_run_writes_a_complete_run_directory(smoke_cfg, tmp_path):
     assert status["state"] == "completed" and status["last_step"] == 40 and status["error"] is None
     assert status["wall_time_s"] > 0 and {"torch", "numpy", "hydra", "python"} <= set(status["versions"])
     assert status["started_at"] and status["ended_at"]
+    # a run started from Python gets the config file a Hydra job has
+    assert OmegaConf.load(tmp_path / ".hydra" / "config.yaml").task.seq_len == 12
 
     traj = load_trajectory(tmp_path)
     assert traj.steps.tolist() == [0, 10, 20, 30, 40]

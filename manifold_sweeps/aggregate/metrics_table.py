@@ -5,19 +5,7 @@ metrics.parquet (README, "The run directory"): eval_accuracy and eval_loss per m
 attention_entropy per m and layer, train_loss. The report draws accuracy per m and attention
 entropy over training from it, across runs.
 
-Wiring it into the aggregation (registry.py), as a reducer cached per run like the others (a named
-function, not a lambda, so the reducer pickles into worker processes):
-
-    from . import metrics_table
-
-    def reduce_metrics(run_dir, row, cfg):
-        return RunOutput({metrics_table.NAME: metrics_table.metrics_rows(run_dir)})
-
-    METRICS = Reducer(name=metrics_table.NAME, version=1, inputs=(metrics_table.METRICS_FILE,),
-                      tables={metrics_table.NAME: metrics_table.COLUMNS}, reduce=reduce_metrics)
-    REDUCERS = [effective_rank.REDUCER, METRICS]
-
-Until it is wired, `python -m manifold_sweeps.report` reads the runs' metrics.parquet itself.
+It is registered in registry.py as a reducer, cached per run like the others.
 """
 
 from __future__ import annotations

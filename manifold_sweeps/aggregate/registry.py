@@ -1,7 +1,16 @@
 """Which reducers and summaries the aggregation runs, in order (add new tables here)."""
 
-from . import alignment, effective_rank
-from .reducers import Reducer, Summary
+from . import alignment, commutators, effective_rank, metrics_table
+from .reducers import Reducer, RunOutput, Summary
 
-REDUCERS: list[Reducer] = [effective_rank.REDUCER]
-SUMMARIES: list[Summary] = [effective_rank.SUMMARY, alignment.SUMMARY]
+
+def reduce_metrics(run_dir, row, cfg) -> RunOutput:
+    return RunOutput({metrics_table.NAME: metrics_table.metrics_rows(run_dir)})
+
+
+# A named function, not a lambda: reducers are pickled into worker processes.
+METRICS = Reducer(name=metrics_table.NAME, version=1, inputs=(metrics_table.METRICS_FILE,),
+                  tables={metrics_table.NAME: metrics_table.COLUMNS}, reduce=reduce_metrics)
+
+REDUCERS: list[Reducer] = [effective_rank.REDUCER, METRICS, commutators.REDUCER]
+SUMMARIES: list[Summary] = [effective_rank.SUMMARY, alignment.SUMMARY, commutators.SUMMARY]

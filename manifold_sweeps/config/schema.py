@@ -53,6 +53,17 @@ class Device(Enum):
     cuda = "cuda"
 
 
+class Precision(Enum):
+    float32 = "float32"
+    float64 = "float64"
+
+
+class SaveDeltas(Enum):
+    median = "median"  # per measurement, the delta of the sample with the median defect D
+    all = "all"
+    none = "none"
+
+
 @dataclass
 class TaskConfig:
     op: Op = Op.add
@@ -107,12 +118,26 @@ class TrainConfig:
 
 
 @dataclass
+class CommutatorConfig:
+    """SGD commutators measured during training (manifold_sweeps/commutator/, README "SGD commutators")."""
+
+    every: int = 500  # steps between measurements (step 0, every, 2*every, ...); 0 = off
+    samples: int = 9  # K independent batch pairs (A, B) per measurement
+    eta: float = 1e-3  # plain gradient step of the commutator (the paper's eq. 4-5), not the training optimizer
+    precision: Precision = Precision.float32  # of the gradient evaluations; the stable form is accurate in float32
+    basis_k: int = 3  # principal directions per attention matrix in the execution basis
+    random_trials: int = 10  # random block-matched subspaces averaged into the baseline
+    save_deltas: SaveDeltas = SaveDeltas.median  # attention-matrix part of delta, for the whole-trajectory basis
+
+
+@dataclass
 class Config:
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    commutator: CommutatorConfig = field(default_factory=CommutatorConfig)
     seed: int = 0
 
 

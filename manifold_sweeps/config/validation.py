@@ -88,6 +88,7 @@ def validate(cfg: DictConfig) -> None:
         for m in train.eval_ms:
             if not 1 <= m <= fit:
                 _fail("train.eval_ms", list(train.eval_ms), f"null or values in 1..{fit}", f"m={m} does not fit {where}")
+    _validate_commutator(cfg.commutator)
 
 
 def validate_aggregate(cfg) -> None:
@@ -103,3 +104,13 @@ def validate_aggregate(cfg) -> None:
         _fail("--workers", cfg.workers, "a positive integer (processes reducing runs in parallel)")
     if not cfg.progress_every_s > 0:
         _fail("--progress-every-s", cfg.progress_every_s, "a positive number of seconds")
+
+
+def _validate_commutator(com: DictConfig) -> None:
+    if com.every < 0:
+        _fail("commutator.every", com.every, "0 (off) or a positive number of steps")
+    for key in ("samples", "basis_k", "random_trials"):
+        if com[key] < 1:
+            _fail(f"commutator.{key}", com[key], "a positive integer")
+    if not com.eta > 0:
+        _fail("commutator.eta", com.eta, "a positive number")

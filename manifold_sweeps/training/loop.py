@@ -6,8 +6,9 @@ run writes its own run directory (format in `manifold_sweeps/rundir/`) and ends 
 completed, diverged, failed or interrupted.
 
 Per step s (weights after s updates), in this order:
-    checkpoint (every train.checkpoint_every) -> snapshot -> evaluation -> stop at train.steps
-    -> optimizer reset at a sequential stage boundary -> forward/backward/update
+    checkpoint (every train.checkpoint_every) -> snapshot -> evaluation -> SGD commutators (every
+    commutator.every) -> stop at train.steps -> optimizer reset at a sequential stage boundary
+    -> forward/backward/update
 A checkpoint at s is taken before s's snapshot and evaluation, so a resumed run redoes them
 identically and its files match an uninterrupted run's.
 """
@@ -27,8 +28,10 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
+from ..commutator.probe import CommutatorProbe
 from ..config.validation import ConfigError, validate
 from ..model.transformer import ModelShape, Transformer
+from ..rundir.atomic import write_text
 from ..rundir.checkpoint import load_checkpoint, save_checkpoint
 from ..rundir.metrics import MetricsLog
 from ..rundir.status import StatusWriter, library_versions, now_iso, read_status
@@ -97,6 +100,7 @@ def train_pack(
     for cfg, run_dir in zip(cfgs, run_dirs):
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
+            _ensure_config_file(cfg, run_dir)
             validate(cfg)
             _check_same_run(cfg, run_dir)
         except ConfigError as err:
@@ -118,6 +122,14 @@ def train_pack(
 def _is_completed(run_dir: Path) -> bool:
     status = read_status(run_dir)
     return status is not None and status.get("state") == "completed"
+
+
+def _ensure_config_file(cfg: DictConfig, run_dir: Path) -> None:
+    """Runs started through the Python API (not a Hydra job) get the `.hydra/config.yaml` that
+    Hydra writes for its jobs: analysis reads a run's config from there, however it was launched."""
+    path = run_dir / ".hydra" / "config.yaml"
+    if not path.exists():
+        write_text(path, OmegaConf.to_yaml(cfg, resolve=True))
 
 
 def _check_same_run(cfg: DictConfig, run_dir: Path) -> None:
@@ -194,6 +206,9 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
                 error=None,
                 wall_time_s=run.wall_before,
             )
+        commutators = None
+        if int(cfg0.commutator.every):
+            commutators = CommutatorProbe([r.cfg for r in runs], [r.dir for r in runs], device, start)
         log.info("training %d run(s) on %s from step %d to %d (%d parameters per run)",
                  P, device, start, total, sum(p[0].numel() for p in params))
     except BaseException as err:
@@ -243,6 +258,12 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
                             run.metrics.add(step, "attention_entropy", h, m=res["m"], layer=layer)
                 loss_sum.zero_()
                 loss_count = 0
+            # --- SGD commutators: own batches ("commutator/step=<s>" streams), weights left untouched,
+            # so training is byte-identical with them on or off; the causal basis reads the snapshots
+            # taken so far -------------------------------------------------------------------------
+            if commutators is not None and commutators.due(step):
+                _check_divergence(runs, nonfinite, step)
+                commutators.measure(step, model, [r.trajectory.data[: r.trajectory.count] if r.active else None for r in runs])
             if step >= total or not any(r.active for r in runs):
                 break
             # --- schedule: optimizer resets at sequential stage boundaries -------------------------

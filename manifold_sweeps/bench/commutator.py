@@ -1,0 +1,118 @@
+"""Cost of measuring SGD commutators at the defaults on the `paper` preset (issue 4's targets:
+at most 15% more wall time on CPU, at most 30 MB of saved deltas per run).
+
+A full paper run (20,000 steps, 41 measurements) takes hours on a small CPU, so the figures come
+from its parts, each timed on the real code:
+    commutator_train_step_ms         marginal wall time of one training step of the real loop
+                                     (paper preset, measurement off): (wall(2N steps) - wall(N)) / N
+    commutator_measure_s             one measurement at the defaults (9 batch pairs, basis_k 3,
+                                     10 random trials) against a full 201-snapshot trajectory, the
+                                     largest basis of the run (best of 2)
+    commutator_measure_first_s       the same against 2 snapshots (early in a run)
+    commutator_overhead_pct          100 x 41 x measure_s / (20,000 x step time): an upper bound,
+                                     since earlier measurements build their basis from fewer snapshots
+    commutator_files_mb              commutator_deltas.npy, its index, commutators.parquet and
+                                     commutators.json of a full paper run (save_deltas=median), as the
+                                     real writers lay them out
+quick=True runs the same on the tiny `smoke` preset in a few seconds (a check that it works).
+Timings on a shared machine are noisy; compare figures from the same machine and load.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from ..commutator.probe import CommutatorProbe, measurement_steps, saved_rows_per_step
+from ..config.schema import register_configs
+from ..model.transformer import ModelShape, Transformer
+from ..paths import CONF_DIR
+from ..rundir.commutators import (
+    COMMUTATORS_FILE, DELTAS_FILE, INDEX_FILE, META_FILE, CommutatorLog, DeltaWriter, load_commutators, load_deltas,
+    read_meta, write_meta,
+)
+from ..task.layout import _name
+from ..training.loop import snapshot_steps, train
+
+
+def _compose(*overrides: str):
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def _train_wall_s(cfg_overrides: tuple[str, ...], steps: int, run_dir: Path) -> float:
+    cfg = _compose(*cfg_overrides, f"train.steps={steps}", "commutator.every=0")
+    start = time.perf_counter()
+    train(cfg, run_dir)
+    return time.perf_counter() - start
+
+
+def _measure_s(cfg, run_dir: Path, n_snapshots: int, repeats: int) -> float:
+    """Best wall time of one measurement of a fresh model against n random snapshots."""
+    shape = ModelShape.from_config(cfg)
+    model = Transformer(shape, n_runs=1)
+    model.init_run_(0, 0)
+    gen = np.random.default_rng(0)
+    d = shape.d_model
+    snapshots = gen.standard_normal((n_snapshots, shape.n_layers, 4, d, d), dtype=np.float32)
+    best = float("inf")
+    for _ in range(repeats):
+        probe = CommutatorProbe([cfg], [run_dir], torch.device("cpu"))  # fresh files: a new run's
+        start = time.perf_counter()
+        probe.measure(int(cfg.train.steps), model, [snapshots])
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _files_mb(cfg, measured: Path, run_dir: Path) -> float:
+    """Size of the commutator files of a full run, written by the real writers: the records and
+    saved delta of the measurement in `measured`, repeated at every measurement step."""
+    steps = measurement_steps(int(cfg.train.steps), int(cfg.commutator.every))
+    rows = load_commutators(measured)
+    index, deltas = load_deltas(measured)
+    per_step = saved_rows_per_step(_name(cfg.commutator.save_deltas), int(cfg.commutator.samples))
+    run_dir.mkdir()
+    records = CommutatorLog(run_dir)
+    writer = DeltaWriter(run_dir, len(steps) * per_step, int(cfg.model.n_layers), int(cfg.model.d_model))
+    for step in steps:
+        records.add(rows.assign(step=step).to_dict("records"))
+        writer.append(step, index[:per_step, 1].tolist(), deltas[:per_step])
+    records.flush()
+    write_meta(run_dir, read_meta(measured))
+    files = (COMMUTATORS_FILE, META_FILE, DELTAS_FILE, INDEX_FILE)
+    return sum((run_dir / name).stat().st_size for name in files) / 2**20
+
+
+def run(quick: bool = False) -> dict:
+    preset = ("experiment=smoke", "commutator.every=10") if quick else ("experiment=paper",)
+    common = (*preset, "train.device=cpu", "train.progress_every_s=1e9", "train.checkpoint_every=1000000")
+    n = 20 if quick else 100
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        wall_n = _train_wall_s(common, n, tmp / "n")
+        wall_2n = _train_wall_s(common, 2 * n, tmp / "2n")
+        step_s = max(wall_2n - wall_n, 1e-9) / n
+
+        cfg = _compose(*common)
+        full = len(snapshot_steps(int(cfg.train.steps), int(cfg.train.snapshot_every)))
+        measure_s = _measure_s(cfg, tmp / "full", full, repeats=2)  # the first repeat also warms up
+        measure_first_s = _measure_s(cfg, tmp / "first", 2, repeats=1)
+        n_measurements = len(measurement_steps(int(cfg.train.steps), int(cfg.commutator.every)))
+        overhead = 100 * n_measurements * measure_s / (int(cfg.train.steps) * step_s)
+        return {
+            "commutator_preset": preset[0].split("=")[1],
+            "commutator_train_step_ms": round(1000 * step_s, 2),
+            "commutator_measure_s": round(measure_s, 3),
+            "commutator_measure_first_s": round(measure_first_s, 3),
+            "commutator_measurements_per_run": n_measurements,
+            "commutator_overhead_pct": round(overhead, 2),
+            "commutator_files_mb": round(_files_mb(cfg, tmp / "full", tmp / "files"), 2),
+        }

@@ -1,0 +1,1 @@
+"""SGD commutators: measured during training (probe.py), projected onto the execution subspace, reduced into tables."""

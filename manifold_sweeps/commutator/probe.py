@@ -1,0 +1,165 @@
+"""Measuring SGD commutators during training: when, on which batches, and what gets recorded.
+
+At every measurement step s (0, every, 2*every, ... up to train.steps) the probe takes the weights
+after s updates and, for each of `samples` independent pairs of batches (A, B) drawn from the
+curriculum's distribution at s, computes the commutator of one plain gradient step on A and one
+on B (measure.py), and projects it onto the causal execution basis, built from the run's
+snapshots so far (basis.py, projection.py). Files: manifold_sweeps/rundir/commutators.py.
+
+Randomness: everything the measurement at step s draws comes from the run's own streams
+"commutator/step=<s>" (batches, on the training device), ".../m" (marker counts, CPU) and
+".../random_basis" (the baseline, CPU). Training never draws from them, so a trajectory is
+byte-identical with measurement on or off; and as the draws depend on (seed, s) alone, a resumed
+run measures exactly as an uninterrupted one with no generator state in its checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from ..model.transformer import MATRICES, Transformer
+from ..rundir.commutators import CommutatorLog, DeltaWriter, write_meta
+from ..task.curriculum import Curriculum
+from ..task.generator import Batch, sample_batch
+from ..task.layout import TokenLayout, _name
+from ..training.seeding import generator
+from .basis import trajectory_basis
+from .measure import PairResult, measure_pair
+from .projection import projection_stats
+
+log = logging.getLogger(__name__)
+
+
+def measurement_steps(total: int, every: int) -> list[int]:
+    """Step 0 and every `every` steps up to total; none when every is 0."""
+    return list(range(0, total + 1, every)) if every else []
+
+
+def saved_rows_per_step(save_deltas: str, samples: int) -> int:
+    return {"median": 1, "all": samples, "none": 0}[save_deltas]
+
+
+@dataclass
+class _RunProbe:
+    seed: int
+    layout: TokenLayout
+    curriculum: Curriculum
+    per_batch_positions: bool
+    records: CommutatorLog
+    deltas: DeltaWriter | None
+
+
+class CommutatorProbe:
+    """Measures the commutators of every run of a pack (they share all commutator.* keys)."""
+
+    def __init__(self, cfgs: list[DictConfig], run_dirs: list[str | os.PathLike], device, start_step: int = 0):
+        com, cfg0 = cfgs[0].commutator, cfgs[0]
+        self.every, self.samples, self.eta = int(com.every), int(com.samples), float(com.eta)
+        self.dtype = torch.float64 if _name(com.precision) == "float64" else torch.float32
+        self.basis_k, self.trials, self.save = int(com.basis_k), int(com.random_trials), _name(com.save_deltas)
+        self.batch_size, self.device = int(cfg0.train.batch_size), device
+        self.n_layers, self.d_model = int(cfg0.model.n_layers), int(cfg0.model.d_model)
+        total = int(cfg0.train.steps)
+        n_rows = len(measurement_steps(total, self.every)) * saved_rows_per_step(self.save, self.samples)
+        self.runs = []
+        for cfg, run_dir in zip(cfgs, run_dirs):
+            write_meta(run_dir, {
+                "every": self.every, "samples": self.samples, "eta": self.eta, "precision": _name(com.precision),
+                "basis_k": self.basis_k, "random_trials": self.trials, "save_deltas": self.save, "seed": int(cfg.seed),
+                "n_layers": self.n_layers, "d_model": self.d_model, "matrices": list(MATRICES),
+                "n_planned_deltas": n_rows,
+            })
+            deltas = DeltaWriter(run_dir, n_rows, self.n_layers, self.d_model, start_step) if n_rows else None
+            self.runs.append(_RunProbe(
+                seed=int(cfg.seed),
+                layout=TokenLayout.from_config(cfg.task),
+                curriculum=Curriculum(cfg.curriculum, cfg.task.m, total),
+                per_batch_positions=_name(cfg.task.positions) == "per_batch",
+                records=CommutatorLog(Path(run_dir), keep_before_step=start_step),
+                deltas=deltas,
+            ))
+
+    def due(self, step: int) -> bool:
+        return self.every > 0 and step % self.every == 0
+
+    def measure(self, step: int, model: Transformer, snapshots: list[np.ndarray | None]) -> None:
+        """Measure at the model's current weights (after `step` updates) and record every run's samples.
+
+        snapshots[p]: run p's trajectory so far, (n, n_layers, 4, d, d) (a memory-mapped view is
+        fine: it is read one matrix at a time); None for a run that has stopped (not recorded).
+        """
+        gens = [(generator(r.seed, f"commutator/step={step}", self.device), generator(r.seed, f"commutator/step={step}/m"))
+                for r in self.runs]
+        ms, results = [], []
+        for _ in range(self.samples):
+            pairs = [self._draw_pair(run, step, *g) for run, g in zip(self.runs, gens)]  # per run: (A, B)
+            ms.append([(a.m, b.m) for a, b in pairs])
+            batch_a, batch_b = _stack([a for a, _ in pairs]), _stack([b for _, b in pairs])
+            results.append(measure_pair(model, batch_a, batch_b, self.eta, self.dtype))
+        deltas = torch.stack([r.delta_attention for r in results]).cpu()  # (S, P, L*4, d*d)
+        defects = []
+        for p, run in enumerate(self.runs):
+            if snapshots[p] is not None:
+                rows = self._record(run, step, snapshots[p], [m[p] for m in ms], [_per_run(r, p) for r in results], deltas[:, p])
+                defects += [row["defect"] for row in rows]
+        if defects:
+            log.info("commutators at step %d: median D %.4g over %d samples", step, float(np.median(defects)), len(defects))
+
+    def _record(self, run: _RunProbe, step: int, snapshots: np.ndarray, ms: list[tuple[int, int]],
+                results: list[dict], deltas: torch.Tensor) -> list[dict]:
+        """Project one run's samples onto its causal basis and write its records; deltas (S, L*4, d*d)."""
+        blocks = [snapshots[:, layer, j] for layer in range(self.n_layers) for j in range(len(MATRICES))]
+        basis, dims = trajectory_basis(blocks, self.basis_k)
+        random_gen = generator(run.seed, f"commutator/step={step}/random_basis")
+        stats = projection_stats(deltas, basis, dims, self.trials, random_gen)
+        rows = [
+            {"step": step, "sample": s, "m_a": ms[s][0], "m_b": ms[s][1], **results[s], "basis_dim": int(dims.sum()),
+             **{name: float(value[s]) for name, value in stats.items()}}
+            for s in range(self.samples)
+        ]
+        run.records.add(rows)
+        run.records.flush()
+        if run.deltas is not None:
+            keep = self._saved_samples([row["defect"] for row in rows])
+            d = self.d_model
+            run.deltas.append(step, keep, deltas[keep].float().numpy().reshape(len(keep), self.n_layers, len(MATRICES), d, d))
+        return rows
+
+    def _draw_pair(self, run: _RunProbe, step: int, data_gen: torch.Generator, m_gen: torch.Generator):
+        """Batches A and B from the curriculum's distribution at `step`, each with its own draw of m."""
+        return tuple(
+            sample_batch(run.layout, run.curriculum.draw_m(step, m_gen), self.batch_size, data_gen, run.per_batch_positions)
+            for _ in "AB"
+        )
+
+    def _saved_samples(self, defect: list[float]) -> list[int]:
+        if self.save == "all":
+            return list(range(len(defect)))
+        order = np.argsort(defect, kind="stable")
+        return [int(order[(len(defect) - 1) // 2])]  # the lower median for an even count
+
+
+def _stack(batches: list[Batch]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch per run -> tokens (P, B, T), labels (P, B)."""
+    return torch.stack([b.tokens for b in batches]), torch.stack([b.labels for b in batches])
+
+
+def _per_run(res: PairResult, p: int) -> dict[str, float]:
+    """Run p's scalar quantities of one sample, as record columns."""
+    delta_norm, attention = float(res.delta_norm[p]), float(res.delta_norm_attention[p])
+    return {
+        "delta_norm": delta_norm,
+        "delta_norm_attention": attention,
+        "attention_share": attention**2 / delta_norm**2 if delta_norm > 0 else float("nan"),
+        "step_norm_a": float(res.step_norm_a[p]),
+        "step_norm_b": float(res.step_norm_b[p]),
+        "defect": float(res.defect[p]),
+        "cos_ab": float(res.cos_ab[p]),
+    }
