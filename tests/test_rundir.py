@@ -24,6 +24,13 @@ def test_a_failed_atomic_write_leaves_the_old_file_and_no_temporary(tmp_path):
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["f.txt"]
 
 
+def test_atomically_written_files_get_the_usual_permissions(tmp_path):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    write_text(tmp_path / "f.txt", "x")
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_trajectory_rows_become_visible_only_once_written(tmp_path):
     w = TrajectoryWriter(tmp_path, [0, 5, 10], n_layers=1, d_model=3)
     assert len(Trajectory(tmp_path)) == 0
