@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast run sweep demo clean
+.PHONY: help install test test-fast run sweep demo clean slurm-up slurm-down
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -29,6 +29,12 @@ sweep: ## Sweep 3 seeds x m = 1..3 with the demo preset (extra overrides: ARGS=.
 
 demo: ## The main job: the demo sweep
 	$(PYTHON) -m manifold_sweeps -m experiment=demo curriculum=single 'seed=range(3)' 'task.m=range(1,4)' $(ARGS)
+
+slurm-up: ## Start a one-node SLURM cluster on localhost (root; installs SLURM if missing; then export SLURM_CONF)
+	launchers/local_cluster/up.sh
+
+slurm-down: ## Stop the local SLURM cluster (cancels its jobs; stops its daemons by their pid files)
+	launchers/local_cluster/down.sh
 
 clean: ## Delete outputs (runs, sweeps, tables, reports) and caches; keeps outputs/README.md
 	find outputs -mindepth 1 ! -name README.md -exec rm -rf {} +

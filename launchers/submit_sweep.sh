@@ -14,7 +14,9 @@
 # id, its log and the sweep directory. PYTHON picks the interpreter (default: python3 on PATH).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PYTHON=$(command -v "${PYTHON:-python3}") || { echo "submit_sweep.sh: no ${PYTHON:-python3} on PATH" >&2; exit 1; }
+# The interpreter itself, not a shim or alias: the driver job must run the same environment.
+PYTHON=$("${PYTHON:-python3}" -c 'import sys; print(sys.executable)') \
+    || { echo "submit_sweep.sh: cannot run ${PYTHON:-python3}" >&2; exit 1; }
 command -v sbatch >/dev/null || { echo "submit_sweep.sh: sbatch not found: run this on a SLURM login node" >&2; exit 1; }
 
 sbatch_args=() overrides=()

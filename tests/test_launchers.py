@@ -5,7 +5,7 @@ import stat
 
 import pytest
 from hydra import compose, initialize_config_dir
-from hydra.errors import InstantiationException
+from hydra.errors import ConfigCompositionException, InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -47,9 +47,9 @@ def test_the_slurm_preset_asks_for_one_gpu_and_requeues_and_every_field_can_be_o
 
 
 def test_the_slurm_preset_rejects_unknown_fields_and_wrong_types():
-    with pytest.raises(Exception, match="gpus_per_nod"):
+    with pytest.raises(ConfigCompositionException, match="gpus_per_nod"):
         compose_hydra("hydra/launcher=slurm", "hydra.launcher.gpus_per_nod=1")
-    with pytest.raises(Exception, match="timeout_min"):
+    with pytest.raises(ConfigCompositionException, match="timeout_min"):
         compose_hydra("hydra/launcher=slurm", "hydra.launcher.timeout_min=soon")
 
 

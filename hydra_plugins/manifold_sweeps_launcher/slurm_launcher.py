@@ -81,7 +81,7 @@ class SlurmLauncher(SubmititSlurmLauncher):
         self.max_array_size = max_array_size
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        size = self.max_array_size or cluster_max_array_size()
+        size = max(1, self.max_array_size or cluster_max_array_size())  # MaxArraySize=0 turns arrays off
         n = len(job_overrides)
         arrays = (n + size - 1) // size
         sweep_dir = self.config.hydra.sweep.dir
