@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from manifold_sweeps.preemption import StopSignal, checkpoint_signal
 from manifold_sweeps.rundir.metrics import load_metrics
@@ -35,6 +36,15 @@ def signal_at_batch(monkeypatch, n, sig):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(loop, "sample_batch", sampling)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    # Smoke runs are too small to gain from threads, and on a busy machine OpenMP threads spin for cores.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture
