@@ -63,6 +63,11 @@ wait_for() {
 }
 
 # --- layout (a clean slate for SLURM; MariaDB's data directory is kept between starts) ---------
+# Parts of $D are deleted below: only ever in a directory that this script made.
+if [[ -n $(ls -A "$D" 2>/dev/null) && ! -e $D/.local-slurm-cluster ]]; then
+    die "$D holds files this script did not write: set LOCAL_SLURM_DIR to a new directory"
+fi
+mkdir -p "$D" && touch "$D/.local-slurm-cluster"
 rm -rf "$D/etc" "$D/state" "$D/spool" "$D/run" "$D/log" "$D/dev" "$D/munge"
 mkdir -p "$D"/{etc,state,spool,run,log,dev,munge,mysql}
 chmod 755 "$D"  # MariaDB runs as mysql and must reach its directory
