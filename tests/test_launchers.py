@@ -86,7 +86,7 @@ def fake_scontrol(tmp_path, monkeypatch, output: str) -> None:
 
 
 def test_the_array_size_limit_is_read_from_the_cluster(tmp_path, monkeypatch):
-    fake_scontrol(tmp_path, monkeypatch, "MailProg                = /bin/mail\nMaxArraySize            = 77\nMaxJobCount = 10000")
+    fake_scontrol(tmp_path, monkeypatch, "MailProg = /bin/mail\nMaxArraySize            = 77\nMaxJobCount = 10000")
     assert cluster_max_array_size() == 77
 
 
@@ -95,8 +95,12 @@ def test_without_scontrol_the_array_size_limit_is_slurms_default(tmp_path, monke
     assert cluster_max_array_size() == 1001
 
 
-@pytest.mark.parametrize("max_array_size,cluster_limit,expected", [(None, 3, [3, 3, 1]), (2, 1001, [2, 2, 2, 1]), (None, 1001, [7])])
-def test_a_sweep_larger_than_the_array_limit_goes_out_as_several_arrays(monkeypatch, max_array_size, cluster_limit, expected):
+@pytest.mark.parametrize(
+    "max_array_size,cluster_limit,expected", [(None, 3, [3, 3, 1]), (2, 1001, [2, 2, 2, 1]), (None, 1001, [7])]
+)
+def test_a_sweep_larger_than_the_array_limit_goes_out_as_several_arrays(
+    monkeypatch, max_array_size, cluster_limit, expected
+):
     submitted = []
 
     def record(self, job_overrides, initial_job_idx):

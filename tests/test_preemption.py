@@ -82,7 +82,9 @@ def test_the_checkpoint_signal_stops_training_with_a_checkpoint_then_goes_to_sub
     assert load_metrics(tmp_path / "whole").equals(load_metrics(tmp_path / "split"))
 
 
-def test_outside_submitit_sigterm_stops_training_and_exits_with_128_plus_the_signal(tmp_path, monkeypatch, outside_submitit):
+def test_outside_submitit_sigterm_stops_training_and_exits_with_128_plus_the_signal(
+    tmp_path, monkeypatch, outside_submitit
+):
     cfg = compose_config("experiment=smoke")
     before = signal.getsignal(signal.SIGTERM)
     signal_at_batch(monkeypatch, 5, signal.SIGTERM)
@@ -134,7 +136,8 @@ def test_sigterm_to_a_local_run_checkpoints_it_and_the_same_command_resumes_it(t
 
     subprocess.run(command(tmp_path / "whole"), cwd=REPO_ROOT, env=env, check=True, capture_output=True)
     split = tmp_path / "split"
-    proc = subprocess.Popen(command(split), cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(command(split), cwd=REPO_ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while snapshot_count(split) < 3 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

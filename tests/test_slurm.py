@@ -21,6 +21,7 @@ import submitit
 from omegaconf import OmegaConf
 
 from manifold_sweeps.paths import REPO_ROOT
+from manifold_sweeps.rundir.checkpoint import load_checkpoint
 from manifold_sweeps.rundir.metrics import load_metrics
 from manifold_sweeps.rundir.status import effective_state, read_status
 
@@ -83,9 +84,21 @@ def run_sweep(env, sweep_dir: Path, *overrides: str) -> subprocess.CompletedProc
                           text=True, timeout=600)
 
 
-def start_sweep(env, sweep_dir: Path, *overrides: str) -> subprocess.Popen:
-    return subprocess.Popen(sweep_command(sweep_dir, *overrides), cwd=REPO_ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+@pytest.fixture
+def start_sweep():
+    """Starts a sweep driver in the background; a driver still running when the test ends is killed."""
+    drivers = []
+
+    def start(env, sweep_dir: Path, *overrides: str) -> subprocess.Popen:
+        drivers.append(subprocess.Popen(sweep_command(sweep_dir, *overrides), cwd=REPO_ROOT, env=env, text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+        return drivers[-1]
+
+    yield start
+    for driver in drivers:
+        if driver.poll() is None:
+            driver.kill()
+            driver.communicate()
 
 
 def run_dirs(sweep_dir: Path) -> dict[str, Path]:
@@ -108,7 +121,8 @@ def sacct(env, job_id: str, expected_rows: int, *flags: str, timeout_s: float = 
         if len(rows) == expected_rows and all(state.split()[0] in TERMINAL | {"REQUEUED"} for _, state, _ in rows):
             return rows
         if time.monotonic() > deadline:
-            raise AssertionError(f"sacct -j {job_id} {' '.join(flags)}: expected {expected_rows} finished rows, got {rows}")
+            raise AssertionError(f"sacct -j {job_id} {' '.join(flags)}: "
+                                 f"expected {expected_rows} finished rows, got {rows}")
         time.sleep(0.5)
 
 
@@ -149,7 +163,7 @@ def test_a_gpu_sweep_runs_as_one_array_of_the_expected_tasks_and_every_run_compl
     assert all("gres/gpu=1" in tres for _, _, tres in rows), rows  # each task held one (fake) GPU
 
 
-def test_the_papers_sweep_of_120_runs_is_submitted_as_one_job_array(slurm_client, tmp_path):
+def test_the_papers_sweep_of_120_runs_is_submitted_as_one_job_array(slurm_client, start_sweep, tmp_path):
     # Held, so nothing runs: only the submission is checked, then the array is cancelled.
     driver = start_sweep(slurm_client, tmp_path, "seed=range(20)", "task.m=range(1,7)",
                          "+hydra.launcher.additional_parameters.hold=true")
@@ -191,7 +205,9 @@ def test_a_sweep_above_the_array_limit_splits_and_a_failing_job_leaves_the_other
     assert [state for _, state, _ in sacct(slurm_env, third, 1)] == ["COMPLETED"]
 
 
-def test_a_preempted_job_checkpoints_is_requeued_and_resumes_to_an_uninterrupted_runs_files(slurm_client, tmp_path):
+def test_a_preempted_job_checkpoints_is_requeued_and_resumes_to_an_uninterrupted_runs_files(
+    slurm_client, start_sweep, tmp_path
+):
     driver = start_sweep(slurm_client, tmp_path, *LONG_PAIR, "train.checkpoint_every=100000")
     wait_until(lambda: len(run_dirs(tmp_path)) == 2, "both jobs started", driver)
     reference, preempted = run_dirs(tmp_path).values()
@@ -211,7 +227,9 @@ def test_a_preempted_job_checkpoints_is_requeued_and_resumes_to_an_uninterrupted
     assert load_metrics(preempted).equals(load_metrics(reference))
 
 
-def test_a_relaunch_through_the_batch_driver_skips_completed_runs_and_resumes_a_killed_one(slurm_client, tmp_path):
+def test_a_relaunch_through_the_batch_driver_skips_completed_runs_and_resumes_a_killed_one(
+    slurm_client, start_sweep, tmp_path
+):
     overrides = (*LONG_PAIR, "train.checkpoint_every=100")
     driver = start_sweep(slurm_client, tmp_path, *overrides)
     wait_until(lambda: len(run_dirs(tmp_path)) == 2, "both jobs started", driver)
@@ -221,7 +239,7 @@ def test_a_relaunch_through_the_batch_driver_skips_completed_runs_and_resumes_a_
     # The run stays `running` in its status.json; its process is gone, so it reads as interrupted.
     wait_until(lambda: effective_state(read_status(killed)) == "interrupted", "the killed run reads as interrupted")
     assert read_status(killed)["state"] == "running"
-    killed_at = read_status(killed)["checkpoint_step"]
+    killed_at = load_checkpoint(killed)["step"]
     wait_until(lambda: read_status(finished)["state"] == "completed", "the other run completed", driver)
     driver.terminate()  # as if the login shell died; submitit would wait 15 s for the killed job's result
     driver.wait(timeout=60)
@@ -234,7 +252,8 @@ def test_a_relaunch_through_the_batch_driver_skips_completed_runs_and_resumes_a_
     assert submit.returncode == 0, submit.stderr
     driver_job = submit.stdout.split("submitted the sweep driver as job ")[1].split()[0]
     assert f"driver log:      {tmp_path}/driver_{driver_job}.log" in submit.stdout
-    assert sacct(slurm_client, driver_job, 1, timeout_s=600)[0][1] == "COMPLETED", (tmp_path / f"driver_{driver_job}.log").read_text()
+    driver_state = sacct(slurm_client, driver_job, 1, timeout_s=600)[0][1]
+    assert driver_state == "COMPLETED", (tmp_path / f"driver_{driver_job}.log").read_text()
 
     assert {name: (finished / name).stat().st_mtime_ns for name in untouched} == untouched
     status = read_status(killed)
