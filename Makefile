@@ -9,7 +9,7 @@ ARGS ?=
 SWEEP ?= $(lastword $(sort $(wildcard outputs/multirun/*/*)))
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast run sweep demo aggregate report clean
+.PHONY: help install test test-fast run sweep demo aggregate report clean slurm-up slurm-down
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -45,6 +45,12 @@ report: ## Report on the newest sweep under outputs/ (or SWEEP=path): SWEEP/repo
 aggregate: ## Reduce the newest sweep to tables in its tables/ (SWEEP=path for another; ARGS='--reference displacement')
 	@test -n "$(SWEEP)" || { echo "no sweep under outputs/multirun: run 'make sweep' first, or pass SWEEP=path"; exit 2; }
 	$(PYTHON) -m manifold_sweeps.aggregate '$(SWEEP)' $(ARGS)
+
+slurm-up: ## Start a one-node SLURM cluster on localhost (root; installs SLURM if missing; then export SLURM_CONF)
+	launchers/local_cluster/up.sh
+
+slurm-down: ## Stop the local SLURM cluster (cancels its jobs; stops its daemons by their pid files)
+	launchers/local_cluster/down.sh
 
 clean: ## Delete outputs (runs, sweeps, tables, reports) and caches; keeps outputs/README.md
 	find outputs -mindepth 1 ! -name README.md -exec rm -rf {} +

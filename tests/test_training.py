@@ -79,6 +79,7 @@ def test_a_diverging_run_stops_with_state_diverged_and_a_clear_message(tmp_path)
     assert train(cfg, tmp_path) == "diverged"
     status = read_status(tmp_path)
     assert status["state"] == "diverged" and status["last_step"] < 200
+    assert train(cfg, tmp_path) == "diverged" and read_status(tmp_path) == status  # a relaunch skips it
     assert "non-finite" in status["error"] and "optimizer.lr" in status["error"]
     traj = load_trajectory(tmp_path)
     assert len(traj) < 21 and np.isfinite(traj.matrix(0, "W_Q")).all()  # only finite snapshots are kept

@@ -93,8 +93,8 @@ def train_pack(
     """Train runs packed together; returns each run's final state.
 
     should_stop is polled every step; when it returns True every active run is checkpointed at the
-    current step and ends `interrupted` (preemption). A run already `completed` with the same
-    config is skipped; one with a checkpoint resumes from it.
+    current step and ends `interrupted` (preemption). A run already `completed` or `diverged` with
+    the same config is skipped; one with a checkpoint resumes from it.
     """
     run_dirs = [Path(d) for d in run_dirs]
     for cfg, run_dir in zip(cfgs, run_dirs):
@@ -108,20 +108,24 @@ def train_pack(
             raise
     check_packable(cfgs)
 
-    states = ["completed" if _is_completed(d) else None for d in run_dirs]
+    states = [_finished_state(d) for d in run_dirs]
     todo = [i for i, s in enumerate(states) if s is None]
     for i, s in enumerate(states):
-        if s == "completed":
-            log.info("%s is already completed; skipping it", run_dirs[i])
+        if s is not None:
+            log.info("%s is already %s; skipping it", run_dirs[i], s)
     if todo:
         for i, state in zip(todo, _train_active([cfgs[i] for i in todo], [run_dirs[i] for i in todo], should_stop)):
             states[i] = state
     return states
 
 
-def _is_completed(run_dir: Path) -> bool:
+# Final states: training is deterministic, so a relaunch would only repeat them.
+FINISHED = ("completed", "diverged")
+
+
+def _finished_state(run_dir: Path) -> str | None:
     status = read_status(run_dir)
-    return status is not None and status.get("state") == "completed"
+    return status["state"] if status and status.get("state") in FINISHED else None
 
 
 def _ensure_config_file(cfg: DictConfig, run_dir: Path) -> None:

@@ -1,0 +1,94 @@
+"""The SLURM launcher behind `hydra/launcher=slurm` (conf/hydra/launcher/slurm.yaml):
+hydra-submitit-launcher's, plus three things.
+
+- A sweep with more runs than the cluster's MaxArraySize goes out as several job arrays, one after
+  another (each blocks until its jobs end, as batches of `hydra.sweeper.max_batch_size` do).
+- Settings that would misbehave on the cluster are refused before anything is submitted.
+- The log says where run directories and job logs go.
+
+`hydra.launcher.*` fields are submitit_slurm's (see `SlurmQueueConf`) plus `max_array_size`; their
+schema is stored as `hydra/launcher/slurm_schema` when Hydra scans its plugins.
+"""
+
+# No `from __future__ import annotations`: Hydra imports plugin modules without registering them in
+# sys.modules, and the dataclass below could not resolve string annotations.
+import logging
+import re
+import subprocess
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.utils import JobReturn
+from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as SubmititSlurmLauncher
+
+from manifold_sweeps.config.validation import ConfigError
+
+log = logging.getLogger(__name__)
+
+SLURM_DEFAULT_MAX_ARRAY_SIZE = 1001
+
+
+@dataclass
+class SlurmLauncherConf(SlurmQueueConf):
+    _target_: str = "hydra_plugins.manifold_sweeps_launcher.slurm_launcher.SlurmLauncher"
+    # Most tasks in one job array; null = the cluster's MaxArraySize (scontrol show config).
+    max_array_size: Optional[int] = None
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="slurm_schema", node=SlurmLauncherConf,
+                             provider="manifold_sweeps")
+
+
+def cluster_max_array_size() -> int:
+    """MaxArraySize from `scontrol show config`: array task ids run from 0 to MaxArraySize - 1."""
+    try:
+        config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True,
+                                timeout=60, check=True).stdout
+    except (OSError, subprocess.SubprocessError) as err:
+        log.warning("could not ask the cluster for MaxArraySize (%s); assuming SLURM's default, %d",
+                    err, SLURM_DEFAULT_MAX_ARRAY_SIZE)
+        return SLURM_DEFAULT_MAX_ARRAY_SIZE
+    match = re.search(r"^MaxArraySize\s*=\s*(\d+)", config, re.MULTILINE)
+    return int(match.group(1)) if match else SLURM_DEFAULT_MAX_ARRAY_SIZE
+
+
+def check_launcher_params(params: Dict[str, Any]) -> None:
+    """Refuse settings that SLURM would accept but that break runs, naming the key."""
+
+    def refuse(key: str, allowed: str, why: str) -> None:
+        raise ConfigError(f"hydra.launcher.{key}={params[key]} is not allowed ({why}); allowed: {allowed}")
+
+    timeout_s = 60 * params["timeout_min"]
+    if params["timeout_min"] < 1:
+        refuse("timeout_min", "a whole number of minutes >= 1", "the time limit of every job")
+    if not 0 <= params["signal_delay_s"] < timeout_s:
+        refuse("signal_delay_s", f"0 <= seconds < hydra.launcher.timeout_min * 60 = {timeout_s}",
+               "the checkpoint signal would arrive as soon as a job starts, and every requeue would repeat it")
+    if params["max_num_timeout"] < 0:
+        refuse("max_num_timeout", "an integer >= 0", "how often a job that reached its time limit is requeued")
+    if params["array_parallelism"] < 1:
+        refuse("array_parallelism", "an integer >= 1", "how many tasks of an array may run at once")
+    if params.get("max_array_size") is not None and params["max_array_size"] < 1:
+        refuse("max_array_size", "null (ask the cluster) or an integer >= 1", "tasks per job array")
+
+
+class SlurmLauncher(SubmititSlurmLauncher):
+    def __init__(self, max_array_size: Optional[int] = None, **params: Any) -> None:
+        check_launcher_params({**params, "max_array_size": max_array_size})
+        super().__init__(**params)
+        self.max_array_size = max_array_size
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        size = max(1, self.max_array_size or cluster_max_array_size())  # MaxArraySize=0 turns arrays off
+        n = len(job_overrides)
+        arrays = (n + size - 1) // size
+        sweep_dir = self.config.hydra.sweep.dir
+        log.info("%d job(s) -> %d SLURM job array(s) of at most %d tasks; run directories in %s, "
+                 "job logs in %s", n, arrays, size, sweep_dir,
+                 str(self.params["submitit_folder"]).replace("%j", "<job id>"))
+        returns: List[JobReturn] = []
+        for start in range(0, n, size):
+            returns.extend(super().launch(job_overrides[start:start + size], initial_job_idx + start))
+        return returns

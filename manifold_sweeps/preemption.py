@@ -1,0 +1,90 @@
+"""Checkpoint on a stop signal, then let submitit requeue the job.
+
+submitit handles its checkpoint signal (USR2 unless SUBMITIT_PREEMPT_SIGNAL says otherwise; SLURM
+sends it `signal_delay_s` before the time limit, and clusters send it on preemption) by requeueing the
+job and exiting at once, wherever the signal lands. Training must checkpoint first, so `StopSignal`
+takes the signal over while training runs: its handler only raises a flag that the training loop
+polls as `should_stop`; the loop checkpoints every active run at its current step and returns
+`interrupted`; `hand_over()` then calls submitit's own handler, which requeues the same task (same
+overrides, so the same run directory) and exits. The requeued job resumes from the checkpoint.
+
+Outside submitit (the basic launcher, a plain `python -m manifold_sweeps`) the checkpoint signal and
+SIGTERM (kill, scancel, docker stop) stop training the same way, and the process exits with
+128 + the signal number. Under submitit SIGTERM stays submitit's: on preemption SLURM sends it before
+the checkpoint signal, and submitit ignores it on purpose.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from types import FrameType
+
+log = logging.getLogger(__name__)
+
+PREEMPT_SIGNAL_ENV = "SUBMITIT_PREEMPT_SIGNAL"  # submitit's own variable, read the same way
+
+
+def checkpoint_signal() -> signal.Signals:
+    """The signal submitit treats as 'checkpoint and requeue' (USR2 by default)."""
+    name = os.environ.get(PREEMPT_SIGNAL_ENV, "USR2")
+    try:
+        return signal.Signals["SIG" + name]
+    except KeyError:
+        raise ValueError(f"{PREEMPT_SIGNAL_ENV}={name} is not a signal name; use one such as USR2 or USR1") from None
+
+
+def under_submitit() -> bool:
+    return "SUBMITIT_EXECUTOR" in os.environ
+
+
+class StopSignal:
+    """A `should_stop` callable that turns stop signals into a flag, for as long as it is entered.
+
+        with StopSignal() as stop:
+            states = train_pack(cfgs, run_dirs, should_stop=stop)
+        if "interrupted" in states:
+            stop.hand_over()
+    """
+
+    def __init__(self, signals: list[signal.Signals] | None = None):
+        if signals is None:
+            signals = [checkpoint_signal()] if under_submitit() else [checkpoint_signal(), signal.SIGTERM]
+        self.signals = signals
+        self.received: signal.Signals | None = None
+        self._previous: dict[signal.Signals, object] = {}
+
+    def __call__(self) -> bool:
+        return self.received is not None
+
+    def _raise_flag(self, signum: int, frame: FrameType | None) -> None:
+        # Runs between two bytecodes of the training loop: set the flag and nothing else.
+        if self.received is None:
+            self.received = signal.Signals(signum)
+
+    def __enter__(self) -> StopSignal:
+        for sig in self.signals:
+            if signal.getsignal(sig) is signal.SIG_IGN:
+                continue  # whoever ignores it wants the run to go on
+            self._previous[sig] = signal.signal(sig, self._raise_flag)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+
+    def hand_over(self) -> None:
+        """After training stopped on the signal: pass the signal to whoever handled it before
+        (submitit: requeue and exit), or exit with 128 + its number. Does nothing if none came."""
+        if self.received is None:
+            return
+        sig, previous = self.received, self._previous.get(self.received)
+        if callable(previous):
+            log.warning("stopped on %s with a checkpoint; handing the signal to %s", sig.name,
+                        getattr(previous, "__qualname__", previous))
+            previous(sig, None)  # submitit: checkpoint() resubmits the same task, requeues it, exits
+            return
+        log.warning("stopped on %s with a checkpoint; exiting", sig.name)
+        sys.exit(128 + sig)

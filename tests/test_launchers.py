@@ -1,0 +1,123 @@
+"""The launcher presets compose, and the SLURM launcher checks settings and splits large sweeps (no cluster)."""
+
+import os
+import stat
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException, InstantiationException
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as SubmititSlurmLauncher
+from hydra_plugins.manifold_sweeps_launcher import slurm_launcher
+from hydra_plugins.manifold_sweeps_launcher.slurm_launcher import SlurmLauncher, cluster_max_array_size
+from manifold_sweeps.config.validation import ConfigError
+from manifold_sweeps.paths import CONF_DIR
+
+
+def compose_hydra(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+
+
+def test_the_default_launcher_stays_hydras_basic_one():
+    assert compose_hydra().hydra.launcher._target_ == "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+
+
+def test_the_slurm_preset_asks_for_one_gpu_and_requeues_and_every_field_can_be_overridden():
+    launcher = compose_hydra("hydra/launcher=slurm").hydra.launcher
+    assert launcher._target_ == "hydra_plugins.manifold_sweeps_launcher.slurm_launcher.SlurmLauncher"
+    assert launcher.gpus_per_node == 1 and launcher.cpus_per_task >= 1 and launcher.mem_gb > 0
+    assert launcher.max_num_timeout > 0 and launcher.additional_parameters == {"requeue": True}
+    assert launcher.timeout_min * 60 > launcher.signal_delay_s > 0
+    assert launcher.partition is None and launcher.account is None and launcher.max_array_size is None
+    assert launcher.name == "manifold_sweeps"
+
+    launcher = compose_hydra(
+        "hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.account=proj",
+        "hydra.launcher.qos=high", "hydra.launcher.constraint=a100", "hydra.launcher.gpus_per_node=2",
+        "hydra.launcher.timeout_min=30", "hydra.launcher.max_array_size=500",
+        "+hydra.launcher.additional_parameters.mail-type=END", "hydra.launcher.setup=[module load cuda]",
+    ).hydra.launcher
+    assert (launcher.partition, launcher.account, launcher.qos, launcher.constraint) == ("gpu", "proj", "high", "a100")
+    assert (launcher.gpus_per_node, launcher.timeout_min, launcher.max_array_size) == (2, 30, 500)
+    assert launcher.additional_parameters == {"requeue": True, "mail-type": "END"}
+    assert list(launcher.setup) == ["module load cuda"]
+
+
+def test_the_slurm_preset_rejects_unknown_fields_and_wrong_types():
+    with pytest.raises(ConfigCompositionException, match="gpus_per_nod"):
+        compose_hydra("hydra/launcher=slurm", "hydra.launcher.gpus_per_nod=1")
+    with pytest.raises(ConfigCompositionException, match="timeout_min"):
+        compose_hydra("hydra/launcher=slurm", "hydra.launcher.timeout_min=soon")
+
+
+def test_the_local_preset_uses_submitits_local_executor():
+    launcher = compose_hydra("hydra/launcher=local", "hydra.launcher.timeout_min=10").hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"
+    assert launcher.timeout_min == 10 and launcher.cpus_per_task == 1
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("hydra.launcher.timeout_min=1", r"signal_delay_s=120 is not allowed .*allowed: 0 <= seconds < .* = 60"),
+        ("hydra.launcher.max_num_timeout=-1", r"max_num_timeout=-1 is not allowed"),
+        ("hydra.launcher.array_parallelism=0", r"array_parallelism=0 is not allowed"),
+        ("hydra.launcher.max_array_size=0", r"max_array_size=0 is not allowed .*null \(ask the cluster\)"),
+    ],
+)
+def test_launcher_settings_that_would_break_runs_are_refused_before_submission(override, message):
+    launcher_cfg = compose_hydra("hydra/launcher=slurm", override).hydra.launcher
+    with pytest.raises(InstantiationException) as info:
+        instantiate(launcher_cfg)
+    assert isinstance(info.value.__cause__, ConfigError)
+    assert info.match(message)
+
+
+def fake_scontrol(tmp_path, monkeypatch, output: str) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "scontrol"
+    script.write_text(f"#!/bin/sh\ncat <<'EOF'\n{output}\nEOF\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_the_array_size_limit_is_read_from_the_cluster(tmp_path, monkeypatch):
+    fake_scontrol(tmp_path, monkeypatch, "MailProg = /bin/mail\nMaxArraySize            = 77\nMaxJobCount = 10000")
+    assert cluster_max_array_size() == 77
+
+
+def test_without_scontrol_the_array_size_limit_is_slurms_default(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert cluster_max_array_size() == 1001
+
+
+@pytest.mark.parametrize(
+    "max_array_size,cluster_limit,expected", [(None, 3, [3, 3, 1]), (2, 1001, [2, 2, 2, 1]), (None, 1001, [7])]
+)
+def test_a_sweep_larger_than_the_array_limit_goes_out_as_several_arrays(
+    monkeypatch, max_array_size, cluster_limit, expected
+):
+    submitted = []
+
+    def record(self, job_overrides, initial_job_idx):
+        submitted.append((list(job_overrides), initial_job_idx))
+        return [f"return of job {initial_job_idx + i}" for i in range(len(job_overrides))]
+
+    monkeypatch.setattr(SubmititSlurmLauncher, "launch", record)
+    monkeypatch.setattr(slurm_launcher, "cluster_max_array_size", lambda: cluster_limit)
+    cfg = compose_hydra("hydra/launcher=slurm", f"hydra.launcher.max_array_size={max_array_size or 'null'}")
+    params = OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
+    params.pop("_target_")
+    launcher = SlurmLauncher(**params)
+    launcher.config = cfg
+
+    sweep = [[f"seed={s}"] for s in range(7)]
+    returns = launcher.launch(sweep, initial_job_idx=5)
+    assert [len(batch) for batch, _ in submitted] == expected
+    assert [first for _, first in submitted] == [5 + sum(expected[:i]) for i in range(len(expected))]
+    assert [o for batch, _ in submitted for o in batch] == sweep
+    assert returns == [f"return of job {5 + i}" for i in range(7)]
