@@ -46,5 +46,5 @@ def plot_sae_ablation(rows: pd.DataFrame, latent_group: str = "all_task", col: s
     n_runs = per_run["run_id"].nunique()
     grid.set_axis_labels("checkpoint", "accuracy (mean over m)")
     grid.set(ylim=(0, 1.05))
-    grid.figure.suptitle(f"Ablating SAE latents ({latent_group}): mean and sd over {n_runs} run(s)", y=1.03)
+    grid.figure.suptitle(f"Ablating SAE latents ({latent_group}): mean and sd over seeds ({n_runs} runs)", y=1.03)
     return grid

@@ -24,7 +24,7 @@ from ..task.curriculum import Curriculum
 from ..task.layout import TokenLayout, _name
 from ..training.evaluation import build_eval_set
 from ..training.seeding import generator
-from .ablation import Variant, ablation_accuracy, random_controls
+from .ablation import CHUNK, Variant, ablation_accuracy, random_controls
 from .activations import model_from_checkpoint, residual_stream
 from .sae import QualityAccumulator, SAESettings, SparseAutoencoder, train_sae
 from .selection import CorrelationAccumulator, top_latents
@@ -82,10 +82,12 @@ def probe_checkpoint(payload: dict, cfg: DictConfig, device, eval_set: dict | No
     corr = CorrelationAccumulator(len(VARIABLES), settings.n_latents, device)
     with torch.no_grad():
         for tokens, labels in eval_set.values():
-            x = residual_stream(model, tokens, layer)
-            x_hat, h = sae(x)
-            quality.add(x, x_hat, h)
-            corr.add(h, *task_variables(layout, tokens, labels))
+            for start in range(0, len(tokens), CHUNK):  # bounds the (examples * T) x n_latents h held at once
+                tk, lb = tokens[start : start + CHUNK], labels[start : start + CHUNK]
+                x = residual_stream(model, tk, layer)
+                x_hat, h = sae(x)
+                quality.add(x, x_hat, h)
+                corr.add(h, *task_variables(layout, tk, lb))
     quality_measures = {**quality.result(), "sae_final_loss": final_loss}
     correlations = corr.result()  # (K, n)
 
