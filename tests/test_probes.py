@@ -132,8 +132,14 @@ def test_zeroing_all_latents_changes_accuracy_so_the_ablation_reaches_the_output
     # Every position's stream is zero: the prediction is one class for all, about chance (1/8).
     assert ablated < 0.4
     assert some <= recon
-    # the same through the cheap form: x_hat minus the zeroed latents' share equals decoding zeroed h
+    # Edits away from the readout reach it through the next block's attention (the paper's code
+    # recomputed the logits from the last position alone): zeroing every other position moves them.
     x = residual_stream(model, tokens, 0)
+    elsewhere = x.view(len(tokens), -1, 32).clone()  # (B, T, d)
+    elsewhere[:, :-1] = 0
+    moved = logits_from(model, elsewhere.view(-1, 32), 0, len(tokens)) - model(tokens.unsqueeze(0))[0]
+    assert moved.abs().max() > 0.1
+    # the same through the cheap form: x_hat minus the zeroed latents' share equals decoding zeroed h
     x_hat, h = sae(x)
     zeroed = sae.without(x_hat, h, torch.tensor(every))
     torch.testing.assert_close(zeroed, sae.decode(torch.zeros_like(h)), atol=1e-5, rtol=0)
@@ -347,6 +353,9 @@ def test_the_probe_stage_writes_the_tables_of_a_smoke_sweep(tmp_path):
     assert (run / "probes" / "sae_probes.parquet").stat().st_mtime_ns == before
     with pytest.raises(ConfigError, match="probe.KEY=VALUE"):
         probe_run(run, ["train.steps=3"])
+    # same config and seed, same tables (every draw comes from the run's named streams)
+    assert probe_run(run, force=True).state == "probed"
+    pd.testing.assert_frame_equal(load_sae_probes(run), rows)
 
     # the aggregation's entry points
     both = pd.concat([sae_probe_rows(tmp_path / "sweep" / f"seed={s}", run_id=f"r{s}") for s in (0, 1)])

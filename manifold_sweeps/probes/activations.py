@@ -38,7 +38,3 @@ def logits_from(model: Transformer, x: torch.Tensor, layer: int, batch: int) -> 
         # No block is left to pick the readout position: the head saw every position.
         out = out.view(batch, -1, out.shape[-1])[:, -1]  # (B, C)
     return out
-
-
-def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    return float((logits.argmax(dim=-1) == labels).float().mean())
