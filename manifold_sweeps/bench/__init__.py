@@ -1,1 +1,1 @@
-"""Benchmarks: one module each, exposing `run(quick: bool = False) -> dict` of named figures."""
+"""Benchmarks: one module each, exposing run(quick: bool = False) -> dict of named figures."""
