@@ -246,10 +246,11 @@ def test_every_option_of_the_schema_is_a_flag_of_the_command():
 
     paths, cfg = parse_args(["p", "--out", "o", "--reference", "displacement", "--expanding-windows", "5",
                              "--sliding-width", "0.3", "--sliding-stride", "0.15", "--alignment-k", "3",
-                             "--workers", "1", "--fresh", "--progress-every-s", "2"])
+                             "--workers", "1", "--fresh", "--probes", "--progress-every-s", "2"])
     assert paths == ["p"]
     assert asdict(cfg) == dict(out="o", reference=Reference.displacement, expanding_windows=5, sliding_width=0.3,
-                               sliding_stride=0.15, alignment_k=3, fresh=True, workers=1, progress_every_s=2.0)
+                               sliding_stride=0.15, alignment_k=3, fresh=True, probes=True, workers=1,
+                               progress_every_s=2.0)
     assert parse_args(["p"])[1] == AggregateConfig()
 
 
@@ -365,3 +366,28 @@ def test_training_metrics_and_commutators_become_tables_across_runs(tmp_path):
     assert sorted(summary["phase"]) == ["all", "early", "late"] and (summary["n_runs"] == 2).all()
     assert summary["rho_exec_mean"].notna().all()
     assert load_table(tmp_path / "sweep" / "tables", "commutator_summary").equals(summary)
+
+
+@pytest.mark.slow
+def test_probes_on_request_become_tables_and_the_report_draws_them(tmp_path):
+    from manifold_sweeps.report.__main__ import main as report_main
+    from manifold_sweeps.training.loop import train
+
+    from .conftest import compose_config
+
+    for seed in (0, 1):
+        train(compose_config("experiment=smoke", f"seed={seed}"), tmp_path / "sweep" / f"seed={seed}")
+    without = aggregate([tmp_path / "sweep"], quiet()).tables
+    assert without["sae_probes"].empty  # SAEs are trained only when asked
+    result = aggregate([tmp_path / "sweep"], quiet(probes=True))
+    probes, summary = result.tables["sae_probes"], result.tables["sae_probe_summary"]
+    assert set(probes["run_id"]) == {"seed=0", "seed=1"}
+    assert set(probes["ablation"]) == {"clean", "reconstruction", "zero_selected", "zero_random"}
+    assert set(probes["step"]) == {20, 40}  # the smoke preset keeps checkpoints at 50% and 100%
+    assert len(summary) and summary["accuracy_mean"].between(0, 1).all()
+    again = aggregate([tmp_path / "sweep"], quiet(probes=True))
+    assert again.computed == 0 and again.tables["sae_probes"].equals(probes)  # cached per run
+    # a later aggregation without --probes keeps the results the runs now hold
+    assert aggregate([tmp_path / "sweep"], quiet()).tables["sae_probes"].equals(probes)
+    assert report_main([str(tmp_path / "sweep")]) == 0
+    assert (tmp_path / "sweep" / "report" / "figures" / "fig10_sae_ablation.png").exists()

@@ -18,7 +18,8 @@ def parse_args(argv: list[str] | None) -> tuple[list[str], AggregateConfig]:
     parser = argparse.ArgumentParser(
         prog="python -m manifold_sweeps.aggregate",
         description="Reduce saved run directories (a run, a sweep, or a folder of sweeps) to parquet tables: "
-        "runs, effective_rank, effective_rank_summary, subspace_alignment.",
+        "runs, metrics, effective_rank, effective_rank_summary, subspace_alignment, commutators, commutator_summary "
+        "(and sae_probes, sae_probe_summary with --probes).",
     )
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="a run directory, a sweep directory, or a folder searched recursively for runs")
@@ -38,6 +39,9 @@ def parse_args(argv: list[str] | None) -> tuple[list[str], AggregateConfig]:
     parser.add_argument("--workers", type=int, default=DEFAULTS.workers, metavar="N",
                         help="processes reducing runs in parallel (default: %(default)s)")
     parser.add_argument("--fresh", action="store_true", help="ignore cached per-run results and reduce every run again")
+    parser.add_argument("--probes", action="store_true",
+                        help="also probe every completed run with sparse autoencoders (trains them where missing) "
+                        "into the sae_probes and sae_probe_summary tables")
     parser.add_argument("--progress-every-s", type=float, default=DEFAULTS.progress_every_s, metavar="S",
                         help="seconds between progress lines (default: %(default)s)")
     args = vars(parser.parse_args(argv))

@@ -1,6 +1,9 @@
 """Which reducers and summaries the aggregation runs, in order (add new tables here)."""
 
-from . import alignment, commutators, effective_rank, metrics_table
+from __future__ import annotations
+
+from ..config.schema import AggregateConfig
+from . import alignment, commutators, effective_rank, metrics_table, probes
 from .reducers import Reducer, RunOutput, Summary
 
 
@@ -13,4 +16,14 @@ METRICS = Reducer(name=metrics_table.NAME, version=1, inputs=(metrics_table.METR
                   tables={metrics_table.NAME: metrics_table.COLUMNS}, reduce=reduce_metrics)
 
 REDUCERS: list[Reducer] = [effective_rank.REDUCER, METRICS, commutators.REDUCER]
-SUMMARIES: list[Summary] = [effective_rank.SUMMARY, alignment.SUMMARY, commutators.SUMMARY]
+SUMMARIES: list[Summary] = [effective_rank.SUMMARY, alignment.SUMMARY, commutators.SUMMARY, probes.SUMMARY]
+
+
+def reducers(cfg: AggregateConfig) -> list[Reducer]:
+    """This aggregation's reducers: probe results are read, and computed first only when asked
+    (--probes), as that trains SAEs."""
+    return [*REDUCERS, probes.PROBE if cfg.probes else probes.READ]
+
+
+def summaries(cfg: AggregateConfig) -> list[Summary]:
+    return SUMMARIES

@@ -31,7 +31,7 @@ from ..config.validation import validate_aggregate
 from .cache import RunCache
 from .discovery import find_run_dirs, run_id
 from .reducers import typed_frame
-from .registry import REDUCERS, SUMMARIES
+from .registry import reducers, summaries
 from .runs import read_run, runs_frame
 from .tables import write_table
 
@@ -91,7 +91,7 @@ def _reduce_job(run_dir: Path, row: dict, cfg: AggregateConfig, cache: RunCache,
     tables: dict[str, pd.DataFrame] = {}
     with threadpool_limits(limits=1, user_api="blas"):
         try:
-            for reducer in (r for r in REDUCERS if r.name in names):
+            for reducer in (r for r in reducers(cfg) if r.name in names):
                 output = reducer.reduce(run_dir, row, cfg)
                 cache.store(run_dir, reducer, output)
                 tables.update(output.tables)
@@ -100,10 +100,10 @@ def _reduce_job(run_dir: Path, row: dict, cfg: AggregateConfig, cache: RunCache,
     return tables, None
 
 
-def _input_bytes(jobs: list[tuple]) -> int:
+def _input_bytes(jobs: list[tuple], cfg: AggregateConfig) -> int:
     size = 0
     for _, run_dir, _, names in jobs:
-        for reducer in (r for r in REDUCERS if r.name in names):
+        for reducer in (r for r in reducers(cfg) if r.name in names):
             size += sum((run_dir / f).stat().st_size for f in reducer.inputs if (run_dir / f).exists())
     return size
 
@@ -111,7 +111,7 @@ def _input_bytes(jobs: list[tuple]) -> int:
 def _run_jobs(jobs: list[tuple], cfg: AggregateConfig, cache: RunCache):
     """Yield (job index, _reduce_job result) as jobs finish, in this process or in cfg.workers processes."""
     workers = min(cfg.workers, len(jobs), os.cpu_count() or 1)
-    if workers <= 1 or _input_bytes(jobs) < POOL_MIN_BYTES:
+    if workers <= 1 or _input_bytes(jobs, cfg) < POOL_MIN_BYTES:
         for i, (_, run_dir, row, names) in enumerate(jobs):
             yield i, _reduce_job(run_dir, row, cfg, cache, names)
         return
@@ -140,7 +140,7 @@ def aggregate(
     # --- runs rows; cached results; the rest becomes jobs ---------------------------------------
     rows: dict[str, dict] = {}
     dirs: dict[str, Path] = {}
-    parts: dict[str, list[tuple[str, pd.DataFrame]]] = {name: [] for r in REDUCERS for name in r.tables}
+    parts: dict[str, list[tuple[str, pd.DataFrame]]] = {name: [] for r in reducers(cfg) for name in r.tables}
     jobs = []
     for run_dir in run_dirs:
         rid = run_id(root, run_dir)
@@ -148,7 +148,7 @@ def aggregate(
         if rows[rid]["state"] != "completed":
             progress.advance(result)
             continue
-        outputs = {r.name: cache.load(run_dir, r) for r in REDUCERS}
+        outputs = {r.name: cache.load(run_dir, r) for r in reducers(cfg)}
         missing = [name for name, output in outputs.items() if output is None]
         for output in outputs.values():
             for name, frame in (output.tables.items() if output else ()):
@@ -174,17 +174,17 @@ def aggregate(
     # --- combine, summarise, write ----------------------------------------------------------------
     completed = {rid for rid, row in rows.items() if row["state"] == "completed"}
     tables = {"runs": runs_frame(list(rows.values()))}
-    for reducer in REDUCERS:
+    for reducer in reducers(cfg):
         for name, columns in reducer.tables.items():
             frames = [frame.assign(run_id=rid)[["run_id", *columns]]
                       for rid, frame in sorted(parts[name], key=lambda p: p[0]) if rid in completed]
             empty = typed_frame([], {"run_id": "string", **columns})
             tables[name] = pd.concat(frames, ignore_index=True).astype(empty.dtypes.to_dict()) if frames else empty
     with threadpool_limits(limits=1, user_api="blas"):
-        for summary in SUMMARIES:
+        for summary in summaries(cfg):
             tables[summary.name] = summary.build(tables, lambda rid, reducer: cache.arrays(dirs[rid], reducer), cfg)
 
-    csv = ["runs", *(s.name for s in SUMMARIES)]
+    csv = ["runs", *(s.name for s in summaries(cfg))]
     for name, frame in tables.items():
         write_table(out, name, frame, csv=name in csv)
     result.tables, result.csv, result.seconds = tables, csv, time.monotonic() - t0

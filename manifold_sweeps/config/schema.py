@@ -131,6 +131,26 @@ class CommutatorConfig:
 
 
 @dataclass
+class ProbeConfig:
+    """Sparse-autoencoder probing (manifold_sweeps/probes/): checkpoints saved in training, SAE knobs."""
+
+    # Model-only checkpoints for the probe stage, as fractions of train.steps (rounded to a step): the
+    # paper's early / mid / late. Ignored when checkpoint_steps is set; [] with null steps saves none.
+    checkpoint_fractions: List[float] = field(default_factory=lambda: [0.1, 0.4, 1.0])
+    checkpoint_steps: Optional[List[int]] = None  # explicit steps 0..train.steps; replaces the fractions
+    layer: int = 0  # probe the residual stream after block `layer` (0 = after the first block)
+    sae_width_ratio: int = 8  # SAE latents = ratio * d_model
+    sae_l1: float = 1.0  # lambda of eq. 8, for activations scaled to unit variance per dimension
+    sae_steps: int = 1000  # Adam updates of each SAE
+    sae_lr: float = 1e-3
+    sae_batch_size: int = 512  # activation vectors (positions) per SAE update
+    sae_examples_per_m: int = 256  # sequences per m whose activations (every position) train the SAE
+    latents_per_variable: int = 3  # top latents (by |correlation|) selected for each task variable
+    random_trials: int = 5  # random-latent control ablations per latent group
+    device: Device = Device.auto
+
+
+@dataclass
 class Config:
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -138,6 +158,7 @@ class Config:
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     commutator: CommutatorConfig = field(default_factory=CommutatorConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
     seed: int = 0
 
 
@@ -157,6 +178,7 @@ class AggregateConfig:
     sliding_stride: float = 0.1  # step between sliding window starts, as a fraction of training
     alignment_k: Optional[int] = None  # subspace dimension for subspace_alignment; null: each run's r90
     fresh: bool = False  # ignore cached per-run results and recompute every run
+    probes: bool = False  # also probe runs with SAEs (manifold_sweeps/probes) into sae_probes tables
     workers: int = 2  # processes reducing runs in parallel (the development machine has 2 cores)
     progress_every_s: float = 5.0  # seconds between progress lines
 

@@ -89,6 +89,7 @@ def validate(cfg: DictConfig) -> None:
             if not 1 <= m <= fit:
                 _fail("train.eval_ms", list(train.eval_ms), f"null or values in 1..{fit}", f"m={m} does not fit {where}")
     _validate_commutator(cfg.commutator)
+    _validate_probe(cfg)
 
 
 def validate_aggregate(cfg) -> None:
@@ -114,3 +115,24 @@ def _validate_commutator(com: DictConfig) -> None:
             _fail(f"commutator.{key}", com[key], "a positive integer")
     if not com.eta > 0:
         _fail("commutator.eta", com.eta, "a positive number")
+
+
+def _validate_probe(cfg: DictConfig) -> None:
+    probe, steps = cfg.probe, cfg.train.steps
+    for f in probe.checkpoint_fractions:
+        if not 0 < f <= 1:
+            _fail("probe.checkpoint_fractions", list(probe.checkpoint_fractions), "fractions of train.steps in (0, 1]")
+    if probe.checkpoint_steps is not None:
+        for s in probe.checkpoint_steps:
+            if not 0 <= s <= steps:
+                _fail("probe.checkpoint_steps", list(probe.checkpoint_steps), f"null or steps in 0..{steps} (train.steps)")
+    if not 0 <= probe.layer < cfg.model.n_layers:
+        _fail("probe.layer", probe.layer, f"0..{cfg.model.n_layers - 1} (a block of model.n_layers={cfg.model.n_layers})")
+    for key in ("probe.sae_width_ratio", "probe.sae_steps", "probe.sae_batch_size", "probe.sae_examples_per_m",
+                "probe.latents_per_variable"):
+        _positive(cfg, key)
+    _positive(cfg, "probe.sae_lr", float)
+    if probe.sae_l1 < 0:
+        _fail("probe.sae_l1", probe.sae_l1, "a number >= 0")
+    if probe.random_trials < 0:
+        _fail("probe.random_trials", probe.random_trials, "an integer >= 0 (0 = no random-latent control)")

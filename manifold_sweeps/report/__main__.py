@@ -16,7 +16,6 @@ import pandas as pd
 
 from ..aggregate import aggregate, condition_columns, load_table
 from ..aggregate.discovery import NoRunsError, find_run_dirs
-from ..aggregate.metrics_table import NAME as METRICS, metrics_rows
 from ..config.schema import AggregateConfig
 from .build import build_report
 from .data import ReportData
@@ -41,18 +40,8 @@ def progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _metrics_from_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """The metrics table read straight from the completed runs, for tables aggregated without it."""
-    completed = runs[runs["state"] == "completed"]
-    frames = [metrics_rows(run_dir).assign(run_id=run_id) for run_id, run_dir in zip(completed["run_id"], completed["run_dir"])]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
 def load_tables(tables_dir: Path) -> dict[str, pd.DataFrame]:
-    tables = {path.stem: load_table(tables_dir, path.stem) for path in sorted(tables_dir.glob("*.parquet"))}
-    if METRICS not in tables:
-        tables[METRICS] = _metrics_from_runs(tables["runs"])
-    return tables
+    return {path.stem: load_table(tables_dir, path.stem) for path in sorted(tables_dir.glob("*.parquet"))}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,12 +20,16 @@ EVAL_CHUNK = 256  # examples per forward pass; bounds memory for large packs
 
 
 def build_eval_set(
-    layout: TokenLayout, ms: list[int], n_examples: int, seed: int, batch_size: int, per_batch_positions: bool, device
+    layout: TokenLayout, ms: list[int], n_examples: int, seed: int, batch_size: int, per_batch_positions: bool, device,
+    stream: str = "eval",
 ) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-    """{m: (tokens (n, T), labels (n,))}. With per_batch positions, chunks of batch_size share a placement."""
+    """{m: (tokens (n, T), labels (n,))}. With per_batch positions, chunks of batch_size share a placement.
+
+    Each m draws from the stream `<stream>/m=<m>` (other streams give other fixed sets, e.g. probes').
+    """
     out = {}
     for m in ms:
-        gen = generator(seed, f"eval/m={m}")
+        gen = generator(seed, f"{stream}/m={m}")
         chunk = batch_size if per_batch_positions else n_examples
         tokens, labels = [], []
         for start in range(0, n_examples, chunk):

@@ -34,6 +34,7 @@ from ..model.transformer import ModelShape, Transformer
 from ..rundir.atomic import write_text
 from ..rundir.checkpoint import load_checkpoint, save_checkpoint
 from ..rundir.metrics import MetricsLog
+from ..rundir.model_checkpoints import planned_checkpoint_steps, save_model_checkpoint
 from ..rundir.status import StatusWriter, library_versions, now_iso, read_status
 from ..rundir.trajectory import TrajectoryWriter
 from ..task.curriculum import Curriculum
@@ -182,6 +183,7 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
         clipping = any(c is not None for c in clip)
         mats = list(model.attention_matrices().values())
         planned = snapshot_steps(total, int(cfg0.train.snapshot_every))
+        probe_steps = [planned_checkpoint_steps(r.cfg.probe, total) for r in runs]  # kept model-only weights
 
         start = _resume(runs, model, opt)
         for run in runs:
@@ -247,6 +249,13 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
                 for run in runs:
                     if run.active:
                         run.trajectory.append(step, snap[run.index].reshape(shape.n_layers, 4, shape.d_model, shape.d_model))
+            # --- model-only checkpoints for the probe stage: kept, unlike checkpoint.pt. Like the
+            # snapshot, the one at a resume step is taken after resuming, so a resumed run has them all.
+            if any(step in s for s in probe_steps):
+                _check_divergence(runs, nonfinite, step)
+                for run in runs:
+                    if run.active and step in probe_steps[run.index]:
+                        save_model_checkpoint(run.dir, step, model.run_state(run.index), shape, run.cfg)
             if is_eval_step(step, total, int(cfg0.train.eval_every)):
                 _check_divergence(runs, nonfinite, step)
                 train_loss = (loss_sum / max(loss_count, 1)).tolist()

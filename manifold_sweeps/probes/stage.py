@@ -1,0 +1,147 @@
+"""The probe stage over run directories: find runs, probe each completed run's model checkpoints,
+write its tables atomically into `<run>/probes/`, and skip runs whose tables are up to date.
+
+Files in `<run>/probes/`:
+    sae_probes.parquet, sae_latents.parquet   the tables (tables.py)
+    sae_step_XXXXXX.pt                         the SAE of each checkpoint (state_dict, + step, layer)
+    probe.json                                 what the tables were computed from: the probe config,
+                                               the checkpoint steps, the evaluation set; written last
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from ..config.schema import Config
+from ..config.validation import ConfigError, validate
+from ..rundir.atomic import atomic_path, write_text
+from ..rundir.model_checkpoints import load_model_checkpoint, saved_checkpoint_steps
+from ..rundir.status import STATUS_FILE, read_status
+from ..training.device import resolve_device
+from .probe import datasets, probe_checkpoint
+from .tables import LATENT_COLUMNS, LATENTS_FILE, PROBE_COLUMNS, PROBES_DIR, PROBES_FILE, frame, load_sae_probes
+
+log = logging.getLogger(__name__)
+
+META_FILE = "probe.json"
+FORMAT = 1  # bump when the tables' meaning changes: older tables are then recomputed
+
+
+@dataclass
+class Outcome:
+    run_dir: Path
+    state: str  # probed | up_to_date | skipped
+    reason: str = ""
+
+
+def find_run_dirs(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Run directories (holding status.json) at or below each path, sorted, without repeats."""
+    found = set()
+    for path in map(Path, paths):
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist")
+        if (path / STATUS_FILE).exists():
+            found.add(path.resolve())
+        else:
+            found.update(p.parent.resolve() for p in path.rglob(STATUS_FILE))
+    return sorted(found)
+
+
+def probe_config(saved: dict, overrides: Iterable[str] = ()) -> DictConfig:
+    """The run's saved config, typed by the schema, with `probe.*` overrides applied and validated."""
+    overrides = list(overrides)
+    bad = [o for o in overrides if not o.startswith("probe.") or "=" not in o]
+    if bad:
+        raise ConfigError(f"the probe stage takes only probe.KEY=VALUE overrides; got {bad}")
+    cfg = OmegaConf.merge(OmegaConf.structured(Config), saved, OmegaConf.from_dotlist(overrides))
+    validate(cfg)
+    return cfg
+
+
+def _meta(cfg: DictConfig, steps: list[int]) -> dict:
+    return {
+        "format": FORMAT,
+        "probe": OmegaConf.to_container(cfg.probe, resolve=True, enum_to_str=True),
+        "checkpoint_steps": steps,
+        "eval": {"examples": int(cfg.train.eval_examples),
+                 "ms": None if cfg.train.eval_ms is None else list(cfg.train.eval_ms)},
+    }
+
+
+def _read_meta(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((run_dir / PROBES_DIR / META_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def probe_run(run_dir: str | os.PathLike, overrides: Iterable[str] = (), force: bool = False) -> Outcome:
+    """Probe one run's checkpoints into `<run>/probes/` unless its tables are up to date."""
+    run_dir = Path(run_dir)
+    status = read_status(run_dir)
+    state = status.get("state") if status else "unreadable"
+    if state != "completed":
+        return Outcome(run_dir, "skipped", f"run state is {state}; only completed runs are probed")
+    steps = saved_checkpoint_steps(run_dir)
+    if not steps:
+        return Outcome(run_dir, "skipped", "no model checkpoints in checkpoints/ (set probe.checkpoint_fractions "
+                                           "or probe.checkpoint_steps when training)")
+    first = load_model_checkpoint(run_dir, steps[0])
+    cfg = probe_config(first["config"], overrides)
+    meta = _meta(cfg, steps)
+    if not force and _read_meta(run_dir) == meta:
+        return Outcome(run_dir, "up_to_date")
+
+    out = run_dir / PROBES_DIR
+    (out / META_FILE).unlink(missing_ok=True)  # tables being rewritten are not up to date for anyone
+    device = resolve_device(cfg.probe.device)
+    eval_set = datasets(cfg, int(cfg.train.eval_examples), "eval", device)
+    total, seed, layer = int(cfg.train.steps), int(cfg.seed), int(cfg.probe.layer)
+    probe_rows, latent_rows = [], []
+    for i, step in enumerate(steps):
+        t0 = time.monotonic()
+        log.info("%s: checkpoint %d/%d (step %d)", run_dir, i + 1, len(steps), step)
+        payload = first if step == steps[0] else load_model_checkpoint(run_dir, step)
+        result = probe_checkpoint(payload, cfg, device, eval_set)
+        common = {"seed": seed, "step": step, "layer": layer}
+        recon = {r["m"]: r["accuracy"] for r in result.ablations if r["ablation"] == "reconstruction"}
+        for row in result.ablations:
+            probe_rows.append({
+                **common, "checkpoint_fraction": step / total, **row,
+                "accuracy_drop": recon[row["m"]] - row["accuracy"],
+                "sae_width": result.sae.n_latents, "sae_l1": float(cfg.probe.sae_l1), **result.quality,
+            })
+        latent_rows += [{**common, **row} for row in result.latents]
+        with atomic_path(out / f"sae_step_{step:06d}.pt") as tmp:
+            torch.save({"step": step, "layer": layer, "state_dict": result.sae.state_dict()}, tmp)
+        log.info("%s: step %d probed in %.1f s", run_dir, step, time.monotonic() - t0)
+
+    for name, rows, columns in ((PROBES_FILE, probe_rows, PROBE_COLUMNS), (LATENTS_FILE, latent_rows, LATENT_COLUMNS)):
+        with atomic_path(out / name) as tmp:
+            frame(rows, columns).drop(columns="run_id").to_parquet(tmp, index=False)
+    write_text(out / META_FILE, json.dumps(meta, indent=2) + "\n")
+    return Outcome(run_dir, "probed")
+
+
+def sae_probe_rows(run_dir: str | os.PathLike, run_id: str | None = None, overrides: Iterable[str] = (),
+                   force: bool = False) -> pd.DataFrame:
+    """The run's `sae_probes` rows, probing it first when its tables are missing or stale.
+
+    For the aggregation's `--probes`: run_id is the aggregation's id of the run (default: the run
+    directory). A run that cannot be probed (not completed, no checkpoints) gives no rows.
+    """
+    outcome = probe_run(run_dir, overrides, force)
+    if outcome.state == "skipped":
+        log.info("%s: no probes (%s)", run_dir, outcome.reason)
+        return frame([], PROBE_COLUMNS)
+    return load_sae_probes(run_dir, run_id)

@@ -1,0 +1,95 @@
+"""The probe tables: `sae_probes` and `sae_latents` (per run, in `<run>/probes/`), their loaders, and
+the `sae_probes` summary over seeds.
+
+`sae_probes`: one row per checkpoint x latent group x ablation x m (long form: m is a key, so a
+table of runs with different sets of m stays rectangular):
+
+    run_id                (added on loading: the aggregation's id, or the run directory)
+    seed, step, checkpoint_fraction (step / train.steps), layer (the probe layer), m
+    latent_group          a task variable (m, is_marker, ..., label), `all_task` (the union of their
+                          selected latents) or `none` (clean and reconstruction rows)
+    ablation              clean | reconstruction | zero_selected | zero_random
+    n_ablated             latents zeroed; latents (zero_selected: their ids, comma-separated)
+    mean_abs_correlation  zero_selected of one variable: mean |r| of its selected latents
+    n_trials              zero_random: control trials averaged into accuracy; else 1
+    accuracy              on the run's held-out examples of that m
+    accuracy_drop         the reconstruction's accuracy minus this row's (same step and m)
+    n_examples
+    sae_width, sae_l1, sae_r2, sae_l0, sae_dead_latents, sae_final_loss  (the checkpoint's SAE,
+                          measured on the held-out activations)
+
+`sae_latents`: one row per checkpoint x task variable x rank: seed, step, layer, variable, rank,
+latent, correlation (Pearson, signed; ranked by |r|).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+PROBES_DIR = "probes"
+PROBES_FILE = "sae_probes.parquet"
+LATENTS_FILE = "sae_latents.parquet"
+
+PROBE_COLUMNS = {
+    "run_id": "string", "seed": "int64", "step": "int64", "checkpoint_fraction": "float64", "layer": "int64",
+    "m": "int64", "latent_group": "string", "ablation": "string", "n_ablated": "int64", "latents": "string",
+    "mean_abs_correlation": "float64", "n_trials": "int64", "accuracy": "float64", "accuracy_drop": "float64",
+    "n_examples": "int64", "sae_width": "int64", "sae_l1": "float64", "sae_r2": "float64", "sae_l0": "float64",
+    "sae_dead_latents": "int64", "sae_final_loss": "float64",
+}
+LATENT_COLUMNS = {
+    "run_id": "string", "seed": "int64", "step": "int64", "layer": "int64", "variable": "string", "rank": "int64",
+    "latent": "int64", "correlation": "float64",
+}
+ABLATIONS = ("clean", "reconstruction", "zero_selected", "zero_random")
+SUMMARY_KEYS = ("step", "checkpoint_fraction", "layer", "latent_group", "ablation", "m")
+
+
+def frame(rows: list[dict], columns: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=list(columns)).astype(columns)
+
+
+def _load(run_dir, name: str, columns: dict[str, str], run_id: str | None) -> pd.DataFrame:
+    path = Path(run_dir) / PROBES_DIR / name
+    if not path.exists():
+        return frame([], columns)
+    table = pd.read_parquet(path)
+    table.insert(0, "run_id", run_id if run_id is not None else str(run_dir))
+    return table[list(columns)].astype(columns)
+
+
+def load_sae_probes(run_dir: str | os.PathLike, run_id: str | None = None) -> pd.DataFrame:
+    """The run's `sae_probes` rows (empty, with the columns, when it has not been probed)."""
+    return _load(run_dir, PROBES_FILE, PROBE_COLUMNS, run_id)
+
+
+def load_sae_latents(run_dir: str | os.PathLike, run_id: str | None = None) -> pd.DataFrame:
+    return _load(run_dir, LATENTS_FILE, LATENT_COLUMNS, run_id)
+
+
+def sae_probe_summary(rows: pd.DataFrame, runs: pd.DataFrame, condition_columns) -> pd.DataFrame:
+    """Mean, sd, min and max over seeds of the `sae_probes` rows.
+
+    rows: `sae_probes` rows of many runs; runs: one row per run with `run_id` and the condition
+    columns (the aggregation's `runs` table); condition_columns: the config columns that define a
+    condition (every column that varies across runs except the seed). Only runs present in both are
+    summarised. One row per condition x step x layer x latent group x ablation x m, with
+    accuracy_{mean,sd,min,max}, accuracy_drop_{mean,sd}, n_seeds, and the SAE measures' means.
+    """
+    conditions = list(condition_columns)
+    missing = [c for c in ["run_id", *conditions] if c not in runs.columns]
+    if missing:
+        raise KeyError(f"the runs table lacks the column(s) {missing}; it has {list(runs.columns)}")
+    merged = rows.drop(columns=[c for c in conditions if c in rows.columns]).merge(
+        runs[["run_id", *conditions]], on="run_id", how="inner")
+    keys = [*conditions, *SUMMARY_KEYS]
+    summary = merged.groupby(keys, dropna=False, sort=True).agg(
+        accuracy_mean=("accuracy", "mean"), accuracy_sd=("accuracy", "std"), accuracy_min=("accuracy", "min"),
+        accuracy_max=("accuracy", "max"), accuracy_drop_mean=("accuracy_drop", "mean"),
+        accuracy_drop_sd=("accuracy_drop", "std"), n_seeds=("run_id", "nunique"), n_ablated_mean=("n_ablated", "mean"),
+        sae_r2_mean=("sae_r2", "mean"), sae_l0_mean=("sae_l0", "mean"), sae_dead_latents_mean=("sae_dead_latents", "mean"),
+    )
+    return summary.reset_index()
