@@ -27,14 +27,14 @@ test-fast: ## Run the tests without the slow end-to-end ones
 run: ## Train one run with the default config (extra overrides: ARGS='seed=3 task.m=2')
 	$(PYTHON) -m manifold_sweeps $(ARGS)
 
-sweep: ## Sweep 3 seeds x m = 1..3 with the demo preset (extra overrides: ARGS=...)
-	$(PYTHON) -m manifold_sweeps -m experiment=demo curriculum=single 'seed=range(3)' 'task.m=range(1,4)' $(ARGS)
+sweep: ## Sweep the demo preset over 3 seeds x the three curricula (extra overrides: ARGS=...)
+	$(PYTHON) -m manifold_sweeps -m experiment=demo 'seed=range(3)' curriculum=single,mixed,sequential $(ARGS)
 
 # The demo's sweep gets a directory of its own name, so its report finds it whatever else runs.
 # Commutators are measured at their default interval (commutator.every) unless ARGS says otherwise.
-demo: ## The main job: a small sweep (3 seeds x m = 1..3, demo preset), then its report; prints index.html's path
+demo: ## The main job: a small sweep (demo preset, 3 seeds x 3 curricula), then its report; prints index.html's path
 	@dir=outputs/multirun/$$(date +%Y-%m-%d/%H-%M-%S)-demo; \
-	$(PYTHON) -m manifold_sweeps -m experiment=demo curriculum=single 'seed=range(3)' 'task.m=range(1,4)' \
+	$(PYTHON) -m manifold_sweeps -m experiment=demo 'seed=range(3)' curriculum=single,mixed,sequential \
 		hydra.sweep.dir=$$dir $(ARGS) && \
 	$(PYTHON) -m manifold_sweeps.report $$dir
 
