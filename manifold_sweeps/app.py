@@ -1,4 +1,6 @@
-"""The Hydra task function: one job trains one run into Hydra's output directory.
+"""The task functions: one job trains one run into Hydra's output directory (`run`); a pack of jobs
+trains its runs together in one process (`run_pack`, called by the launchers with
+`hydra.launcher.pack_size` > 1, see `launch/packs.py`).
 
 A stop signal (submitit's checkpoint signal on preemption or near the time limit; SIGTERM outside
 submitit) makes training checkpoint and end `interrupted`; then the signal goes on to submitit,
@@ -7,16 +9,47 @@ which requeues the job, and the requeued job resumes (see `preemption.py`).
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from .preemption import StopSignal
-from .training.loop import train
+from .rundir.checkpoint import load_checkpoint
+from .training.loop import train_pack
 
 
 def run(cfg: DictConfig) -> str:
+    return run_pack([cfg], [HydraConfig.get().runtime.output_dir])[0]
+
+
+def run_pack(cfgs: list[DictConfig], run_dirs: list[str | os.PathLike]) -> list[str]:
+    """Train the runs together, each into its own directory; returns their final states.
+
+    Runs whose checkpoints are at different steps (a relaunch with another pack_size, or runs
+    checkpointed in different packs) cannot step together: each group of runs that resume from the
+    same step trains as its own pack, one after another. On a stop signal the current group
+    checkpoints, the groups not started yet stay as they are, and the signal is handed over.
+    """
+    states = ["interrupted"] * len(cfgs)
     with StopSignal() as stop:
-        state = train(cfg, HydraConfig.get().runtime.output_dir, should_stop=stop)
-    if state == "interrupted":
+        for members in resume_groups(run_dirs):
+            done = train_pack([cfgs[i] for i in members], [run_dirs[i] for i in members], should_stop=stop)
+            for i, state in zip(members, done):
+                states[i] = state
+            if stop():
+                break
+    if "interrupted" in states:
         stop.hand_over()
-    return state
+    return states
+
+
+def resume_groups(run_dirs: list[str | os.PathLike]) -> list[list[int]]:
+    """Indices of the runs grouped by the step their checkpoint holds (no checkpoint: a group of its
+    own), groups in the order of their first run."""
+    groups: dict[int | None, list[int]] = {}
+    for i, run_dir in enumerate(run_dirs):
+        saved = load_checkpoint(Path(run_dir))
+        groups.setdefault(None if saved is None else int(saved["step"]), []).append(i)
+    return list(groups.values())

@@ -5,7 +5,10 @@ import stat
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra._internal.callbacks import Callbacks
+from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException, InstantiationException
+from hydra.types import HydraContext
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -13,6 +16,7 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLaunche
 from hydra_plugins.manifold_sweeps_launcher import slurm_launcher
 from hydra_plugins.manifold_sweeps_launcher.slurm_launcher import SlurmLauncher, cluster_max_array_size
 from manifold_sweeps.config.validation import ConfigError
+from manifold_sweeps.launch.packs import Job
 from manifold_sweeps.paths import CONF_DIR
 
 
@@ -21,8 +25,20 @@ def compose_hydra(*overrides: str):
         return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
 
 
-def test_the_default_launcher_stays_hydras_basic_one():
-    assert compose_hydra().hydra.launcher._target_ == "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+def base_class(launcher, name: str) -> type:
+    """The launcher's base class of that qualified name. Hydra's plugin scan re-executes plugin modules,
+    so a class imported before Hydra first composed may not be the one a launcher derives from."""
+    return next(c for c in type(launcher).__mro__ if f"{c.__module__}.{c.__qualname__}" == name)
+
+
+def test_the_default_launcher_is_hydras_basic_one_and_with_pack_size_1_leaves_every_job_to_it(monkeypatch):
+    launcher_cfg = compose_hydra().hydra.launcher
+    assert launcher_cfg == {"_target_": "hydra_plugins.manifold_sweeps_launcher.in_process_launcher.InProcessLauncher",
+                            "pack_size": 1}
+    launcher = instantiate(launcher_cfg)
+    hydras = base_class(launcher, "hydra._internal.core_plugins.basic_launcher.BasicLauncher")
+    monkeypatch.setattr(hydras, "launch", lambda self, overrides, idx: ("hydra's", overrides, idx))
+    assert launcher.launch([["seed=0"], ["seed=1"]], 3) == ("hydra's", [["seed=0"], ["seed=1"]], 3)
 
 
 def test_the_slurm_preset_asks_for_one_gpu_and_requeues_and_every_field_can_be_overridden():
@@ -55,8 +71,20 @@ def test_the_slurm_preset_rejects_unknown_fields_and_wrong_types():
 
 def test_the_local_preset_uses_submitits_local_executor():
     launcher = compose_hydra("hydra/launcher=local", "hydra.launcher.timeout_min=10").hydra.launcher
-    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"
-    assert launcher.timeout_min == 10 and launcher.cpus_per_task == 1
+    assert launcher._target_ == "hydra_plugins.manifold_sweeps_launcher.local_launcher.LocalLauncher"
+    assert base_class(instantiate(launcher), "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher")
+    assert launcher.timeout_min == 10 and launcher.cpus_per_task == 1 and launcher.pack_size == 1
+
+
+@pytest.mark.parametrize("preset", ["in_process", "local", "slurm"])
+def test_every_launcher_takes_a_pack_size_and_refuses_one_below_1(preset):
+    assert compose_hydra(f"hydra/launcher={preset}", "hydra.launcher.pack_size=20").hydra.launcher.pack_size == 20
+    with pytest.raises(ConfigCompositionException, match="pack_size"):
+        compose_hydra(f"hydra/launcher={preset}", "hydra.launcher.pack_size=many")
+    with pytest.raises(InstantiationException) as info:
+        instantiate(compose_hydra(f"hydra/launcher={preset}", "hydra.launcher.pack_size=0").hydra.launcher)
+    assert isinstance(info.value.__cause__, ConfigError)
+    assert info.match(r"hydra.launcher.pack_size=0 is not allowed; allowed: an integer >= 1")
 
 
 @pytest.mark.parametrize(
@@ -121,3 +149,44 @@ def test_a_sweep_larger_than_the_array_limit_goes_out_as_several_arrays(
     assert [first for _, first in submitted] == [5 + sum(expected[:i]) for i in range(len(expected))]
     assert [o for batch, _ in submitted for o in batch] == sweep
     assert returns == [f"return of job {5 + i}" for i in range(7)]
+
+
+def slurm_launcher_for(*overrides: str):
+    """A SLURM launcher set up as Hydra sets it up for a multirun (config and context), with no cluster."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["hydra/launcher=slurm", *overrides], return_hydra_config=True)
+        context = HydraContext(config_loader=GlobalHydra.instance().config_loader(), callbacks=Callbacks(cfg))
+    launcher = instantiate(cfg.hydra.launcher)
+    launcher.setup(hydra_context=context, task_function=None, config=cfg)
+    return launcher
+
+
+SUBMITIT_SLURM = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+
+
+def test_a_packed_sweep_goes_out_as_one_array_task_per_pack_split_at_the_array_limit(monkeypatch):
+    submitted = []
+
+    def record(self, entries, initial_job_idx):
+        submitted.append((list(entries), initial_job_idx))
+        # a pack's task returns one JobReturn per job of the pack
+        return [[f"return of job {job.num}" for job in self.packs[initial_job_idx + i]] for i in range(len(entries))]
+
+    launcher = slurm_launcher_for("hydra.launcher.pack_size=2", "hydra.launcher.max_array_size=3")
+    monkeypatch.setattr(base_class(launcher, SUBMITIT_SLURM), "launch", record)
+    sweep = [["experiment=smoke", f"model.d_model={d}", f"seed={s}"] for s in range(3) for d in (16, 32)]
+    returns = launcher.launch(sweep, initial_job_idx=4)
+
+    assert launcher.packs == [[Job(4, tuple(sweep[0])), Job(6, tuple(sweep[2]))], [Job(8, tuple(sweep[4]))],
+                              [Job(5, tuple(sweep[1])), Job(7, tuple(sweep[3]))], [Job(9, tuple(sweep[5]))]]
+    # four array tasks (one per pack, numbered by pack), in arrays of at most 3; the labels are only logged
+    assert [(len(entries), first) for entries, first in submitted] == [(3, 0), (1, 3)]
+    assert submitted[0][0][0] == ["pack of 2:", "#4", "#6"]
+    assert returns == [f"return of job {4 + i}" for i in range(6)]  # in sweep order
+
+
+def test_a_packed_sweep_with_a_bad_job_is_refused_before_anything_is_submitted(monkeypatch):
+    launcher = slurm_launcher_for("hydra.launcher.pack_size=2")
+    monkeypatch.setattr(base_class(launcher, SUBMITIT_SLURM), "launch", lambda *args: pytest.fail("submitted"))
+    with pytest.raises(ConfigError, match=r"job #1 \(experiment=smoke curriculum=single task.m=9\): task.m=9"):
+        launcher.launch([["experiment=smoke", "curriculum=single", f"task.m={m}"] for m in (1, 9)], 0)

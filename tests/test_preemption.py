@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from manifold_sweeps.app import run_pack
 from manifold_sweeps.preemption import StopSignal, checkpoint_signal
 from manifold_sweeps.rundir.metrics import load_metrics
 from manifold_sweeps.rundir.status import read_status
@@ -80,6 +81,35 @@ def test_the_checkpoint_signal_stops_training_with_a_checkpoint_then_goes_to_sub
     assert read_status(tmp_path / "split")["resumed_at_step"] == 16
     assert run_files(tmp_path / "whole") == run_files(tmp_path / "split")
     assert load_metrics(tmp_path / "whole").equals(load_metrics(tmp_path / "split"))
+
+
+def test_a_signalled_pack_checkpoints_every_run_at_one_step_hands_over_and_resumes_to_the_same_files(
+    tmp_path, monkeypatch, outside_submitit
+):
+    cfgs = [compose_config("experiment=smoke", "curriculum=single", f"seed={s}", f"task.m={m}", f"optimizer.lr={lr}")
+            for s, m, lr in ((0, 1, 3e-4), (1, 2, 1e-3), (2, 2, 3e-4))]
+    whole, split = ([tmp_path / name / str(i) for i in range(3)] for name in ("whole", "split"))
+    assert run_pack(cfgs, whole) == ["completed"] * 3
+
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
+    received = []
+    submitits = signal.signal(signal.SIGUSR2, lambda signum, frame: received.append(signum))  # stands in for submitit
+    try:
+        signal_at_batch(monkeypatch, 3 * 15 + 2, signal.SIGUSR2)  # while the pack draws its batches for step 15
+        assert run_pack(cfgs, split) == ["interrupted"] * 3
+        assert received == [signal.SIGUSR2]  # handed over once, after every run checkpointed
+    finally:
+        signal.signal(signal.SIGUSR2, submitits)
+    for run_dir in split:
+        status = read_status(run_dir)
+        assert status["state"] == "interrupted" and status["last_step"] == status["checkpoint_step"] == 16
+
+    monkeypatch.undo()
+    assert run_pack(cfgs, split) == ["completed"] * 3  # the requeued pack
+    for reference, resumed in zip(whole, split):
+        assert read_status(resumed)["resumed_at_step"] == 16 and read_status(resumed)["attempts"] == 2
+        assert run_files(reference) == run_files(resumed)
+        assert load_metrics(reference).equals(load_metrics(resumed))
 
 
 def test_outside_submitit_sigterm_stops_training_and_exits_with_128_plus_the_signal(

@@ -1,6 +1,7 @@
 """Sweeps on a real SLURM cluster on localhost (launchers/local_cluster): one job array with GPU
-requests, failures, arrays split below MaxArraySize, preemption with requeue and resume, and a
-relaunch through the batch-submitted driver that skips completed runs and resumes a killed one.
+requests, failures, arrays split below MaxArraySize, preemption with requeue and resume, a
+relaunch through the batch-submitted driver that skips completed runs and resumes a killed one, and
+a packed sweep (one array task per pack).
 
 The session fixture starts the cluster (installing the Debian packages if needed, so it needs
 root and apt-get) in its own directory and ports, and stops it at the end.
@@ -9,6 +10,7 @@ Set MANIFOLD_SWEEPS_SKIP_SLURM=1 to skip these tests.
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -163,6 +165,34 @@ def test_a_gpu_sweep_runs_as_one_array_of_the_expected_tasks_and_every_run_compl
     assert all("gres/gpu=1" in tres for _, _, tres in rows), rows  # each task held one (fake) GPU
 
 
+def test_a_packed_sweep_runs_one_array_task_per_pack_and_every_run_completes(slurm_env, tmp_path):
+    # two widths cannot share a pack: packs of at most 2 are seeds {0, 1} and {2} of each width
+    proc = run_sweep(slurm_env, tmp_path, "experiment=smoke", "curriculum=single", "seed=0,1,2",
+                     "model.d_model=16,32", "hydra.launcher.pack_size=2")
+    assert proc.returncode == 0, proc.stderr
+    runs = run_dirs(tmp_path)
+    assert len(runs) == 6
+    assert {name: read_status(d)["state"] for name, d in runs.items()} == dict.fromkeys(runs, "completed")
+
+    def pack_of(name: str) -> tuple[str, bool]:
+        return name.split("model.d_model=")[1].split(",")[0], "seed=2" in name
+
+    tasks: dict[tuple[str, bool], set[str]] = {}
+    for name, run_dir in runs.items():
+        tasks.setdefault(pack_of(name), set()).add(slurm_id(run_dir))
+    assert all(len(ids) == 1 for ids in tasks.values()), tasks  # a pack's runs share their array task
+    ids = sorted(ids.pop() for ids in tasks.values())
+    array = ids[0].split("_")[0]
+    assert ids == [f"{array}_{i}" for i in range(4)]  # one array, one task per pack
+    assert [state for _, state, _ in sacct(slurm_env, array, 4)] == ["COMPLETED"] * 4
+    assert sorted(p.name for p in (tmp_path / "packs").iterdir()) == sorted(
+        str(job_num(d)) for name, d in runs.items() if "seed=1" not in name)  # each pack's log, named by its first job
+
+
+def job_num(run_dir: Path) -> int:
+    return int(OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").hydra.job.num)
+
+
 def test_the_papers_sweep_of_120_runs_is_submitted_as_one_job_array(slurm_client, start_sweep, tmp_path):
     # Held, so nothing runs: only the submission is checked, then the array is cancelled.
     driver = start_sweep(slurm_client, tmp_path, "seed=range(20)", "task.m=range(1,7)",
@@ -227,6 +257,33 @@ def test_a_preempted_job_checkpoints_is_requeued_and_resumes_to_an_uninterrupted
     assert load_metrics(preempted).equals(load_metrics(reference))
 
 
+def test_a_preempted_pack_checkpoints_every_run_is_requeued_as_the_same_pack_and_resumes(
+    slurm_client, start_sweep, tmp_path
+):
+    # progress_every_s is not a per-run key: two packs of seeds {0, 1}, the same computation twice
+    driver = start_sweep(slurm_client, tmp_path, *LONG_PAIR, "seed=0,1", "train.checkpoint_every=100000",
+                         "hydra.launcher.pack_size=2")
+    wait_until(lambda: len(run_dirs(tmp_path)) == 4, "both packs started", driver)
+    runs = run_dirs(tmp_path)
+    preempted = [d for name, d in runs.items() if "progress_every_s=30," in name]
+    reference = [d for d in runs.values() if d not in preempted]
+    assert len(preempted) == len(reference) == 2 and slurm_id(preempted[0]) == slurm_id(preempted[1])
+    wait_until(lambda: snapshots(preempted[0]) >= 3, "the pack is past its third snapshot", driver)
+    job = submitit.SlurmJob(folder=tmp_path / ".submitit" / "%j", job_id=slurm_id(preempted[0]))
+    job._interrupt()  # submitit's own preemption: SIGTERM, then the checkpoint signal
+    output = driver.communicate(timeout=600)[0]
+    assert driver.returncode == 0, output
+
+    first, second = (read_status(d) for d in preempted)
+    assert first["state"] == second["state"] == "completed" and first["attempts"] == second["attempts"] == 2
+    assert 50 <= first["resumed_at_step"] == second["resumed_at_step"] < 800  # one checkpoint step for the pack
+    assert [state for _, state, _ in sacct(slurm_client, job.job_id, 2, "--duplicates")] == ["REQUEUED", "COMPLETED"]
+    for resumed, uninterrupted in zip(sorted(preempted), sorted(reference)):
+        assert resumed.name.replace("progress_every_s=30", "progress_every_s=31") == uninterrupted.name
+        assert result_files(resumed) == result_files(uninterrupted)
+        assert load_metrics(resumed).equals(load_metrics(uninterrupted))
+
+
 def test_a_relaunch_through_the_batch_driver_skips_completed_runs_and_resumes_a_killed_one(
     slurm_client, start_sweep, tmp_path
 ):
@@ -235,7 +292,10 @@ def test_a_relaunch_through_the_batch_driver_skips_completed_runs_and_resumes_a_
     wait_until(lambda: len(run_dirs(tmp_path)) == 2, "both jobs started", driver)
     finished, killed = run_dirs(tmp_path).values()
     wait_until(lambda: (read_status(killed) or {}).get("checkpoint_step", 0) >= 100, "a periodic checkpoint", driver)
-    subprocess.run(["scancel", "--signal=KILL", slurm_id(killed)], check=True)  # no warning, no checkpoint
+    # No warning, no checkpoint: SIGKILL to the run's process, as a node failure or the OOM killer would.
+    # (`scancel --signal=KILL` cancels the step: SIGTERM, which submitit ignores, and SIGKILL only KillWait
+    # = 5 s later, time enough for a run on an idle machine to finish its 800 steps.)
+    os.kill(read_status(killed)["pid"], signal.SIGKILL)
     # The run stays `running` in its status.json; its process is gone, so it reads as interrupted.
     wait_until(lambda: effective_state(read_status(killed)) == "interrupted", "the killed run reads as interrupted")
     assert read_status(killed)["state"] == "running"

@@ -7,6 +7,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from manifold_sweeps.app import resume_groups, run_pack
 from manifold_sweeps.config.validation import ConfigError
 from manifold_sweeps.rundir.checkpoint import load_checkpoint
 from manifold_sweeps.rundir.metrics import load_metrics
@@ -16,6 +17,8 @@ from manifold_sweeps.training import loop
 from manifold_sweeps.training.loop import train, train_pack
 
 from .conftest import compose_config, shrink
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def files_of(run_dir):
@@ -174,3 +177,50 @@ def test_packing_refuses_runs_with_different_shapes(tmp_path):
     cfgs = [compose_config("experiment=smoke"), compose_config("experiment=smoke", "model.d_model=32")]
     with pytest.raises(ConfigError, match="model.d_model"):
         train_pack(cfgs, [tmp_path / "a", tmp_path / "b"])
+
+
+def test_a_diverging_run_in_a_pack_stops_alone_and_its_pack_mate_trains_on(tmp_path):
+    cfgs = [compose_config("experiment=smoke", "optimizer=sgd", f"optimizer.lr={lr}", "train.steps=100")
+            for lr in (1e12, 0.01)]
+    assert train_pack(cfgs, [tmp_path / "bad", tmp_path / "good"]) == ["diverged", "completed"]
+    bad, good = read_status(tmp_path / "bad"), read_status(tmp_path / "good")
+    assert bad["last_step"] < 100 and "non-finite" in bad["error"]
+    assert good["last_step"] == 100 and good["error"] is None
+    # the pack-mate is unaffected: it matches the same run trained alone
+    train(cfgs[1], tmp_path / "alone")
+    np.testing.assert_allclose(load_trajectory(tmp_path / "good").matrix(0, "W_V"),
+                               load_trajectory(tmp_path / "alone").matrix(0, "W_V"), rtol=1e-4, atol=1e-5)
+    assert len(load_trajectory(tmp_path / "good")) == 11
+
+
+def test_changing_one_runs_seed_changes_only_that_run_of_the_pack(tmp_path):
+    for name, seeds in (("a", (0, 1)), ("b", (0, 2))):
+        cfgs = [compose_config("experiment=smoke", f"seed={s}") for s in seeds]
+        train_pack(cfgs, [tmp_path / name / "first", tmp_path / name / "second"])
+    # Runs share no weights, batches or random streams: the first run's files stay byte-identical.
+    assert files_of(tmp_path / "a" / "first") == files_of(tmp_path / "b" / "first")
+    assert load_metrics(tmp_path / "a" / "first").equals(load_metrics(tmp_path / "b" / "first"))
+    a, b = (files_of(tmp_path / name / "second")["trajectory.npy"] for name in "ab")
+    assert a != b
+
+
+def test_a_pack_whose_runs_stopped_at_different_steps_resumes_each_from_its_own_checkpoint(tmp_path):
+    cfgs = [compose_config("experiment=smoke", f"seed={s}") for s in range(4)]
+    whole = [tmp_path / "whole" / str(i) for i in range(4)]
+    split = [tmp_path / "split" / str(i) for i in range(4)]
+    for cfg, run_dir in zip(cfgs, whole):
+        train(cfg, run_dir)
+    # As after a relaunch with another pack_size: runs stopped at steps 15 and 25, one completed, one new.
+    assert train(cfgs[0], split[0], should_stop=stop_after(16)) == "interrupted"
+    assert train(cfgs[1], split[1], should_stop=stop_after(26)) == "interrupted"
+    assert train(cfgs[2], split[2]) == "completed"
+    completed_at = (split[2] / "trajectory.npy").stat().st_mtime_ns
+    assert resume_groups(split) == [[0], [1], [2], [3]]
+
+    assert run_pack(cfgs, split) == ["completed"] * 4
+    assert [read_status(d)["resumed_at_step"] for d in split] == [15, 25, None, None]
+    assert (split[2] / "trajectory.npy").stat().st_mtime_ns == completed_at  # skipped
+    for reference, resumed in zip(whole, split):
+        assert files_of(reference) == files_of(resumed)
+        assert load_metrics(reference).equals(load_metrics(resumed))
+    assert resume_groups(split) == [[0, 1, 2, 3]]  # all at the last step now

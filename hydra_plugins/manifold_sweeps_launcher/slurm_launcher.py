@@ -1,13 +1,14 @@
 """The SLURM launcher behind `hydra/launcher=slurm` (conf/hydra/launcher/slurm.yaml):
-hydra-submitit-launcher's, plus three things.
+hydra-submitit-launcher's, plus four things.
 
-- A sweep with more runs than the cluster's MaxArraySize goes out as several job arrays, one after
-  another (each blocks until its jobs end, as batches of `hydra.sweeper.max_batch_size` do).
+- A sweep with more array tasks than the cluster's MaxArraySize goes out as several job arrays, one
+  after another (each blocks until its jobs end, as batches of `hydra.sweeper.max_batch_size` do).
+- Packed seeds: with `pack_size` N > 1, one array task per pack of up to N jobs (`_submitit_packing.py`).
 - Settings that would misbehave on the cluster are refused before anything is submitted.
 - The log says where run directories and job logs go.
 
-`hydra.launcher.*` fields are submitit_slurm's (see `SlurmQueueConf`) plus `max_array_size`; their
-schema is stored as `hydra/launcher/slurm_schema` when Hydra scans its plugins.
+`hydra.launcher.*` fields are submitit_slurm's (see `SlurmQueueConf`) plus `max_array_size` and
+`pack_size`; their schema is stored as `hydra/launcher/slurm_schema` when Hydra scans its plugins.
 """
 
 # No `from __future__ import annotations`: Hydra imports plugin modules without registering them in
@@ -19,11 +20,12 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
-from hydra.core.utils import JobReturn
 from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as SubmititSlurmLauncher
 
+from hydra_plugins.manifold_sweeps_launcher._submitit_packing import SubmititPacking
 from manifold_sweeps.config.validation import ConfigError
+from manifold_sweeps.launch.packs import check_pack_size
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,8 @@ class SlurmLauncherConf(SlurmQueueConf):
     _target_: str = "hydra_plugins.manifold_sweeps_launcher.slurm_launcher.SlurmLauncher"
     # Most tasks in one job array; null = the cluster's MaxArraySize (scontrol show config).
     max_array_size: Optional[int] = None
+    # Most jobs trained together in one array task (jobs that differ only in per-run keys); 1 = one per task.
+    pack_size: int = 1
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="slurm_schema", node=SlurmLauncherConf,
@@ -74,21 +78,24 @@ def check_launcher_params(params: Dict[str, Any]) -> None:
         refuse("max_array_size", "null (ask the cluster) or an integer >= 1", "tasks per job array")
 
 
-class SlurmLauncher(SubmititSlurmLauncher):
-    def __init__(self, max_array_size: Optional[int] = None, **params: Any) -> None:
+class SlurmLauncher(SubmititPacking, SubmititSlurmLauncher):
+    def __init__(self, max_array_size: Optional[int] = None, pack_size: int = 1, **params: Any) -> None:
         check_launcher_params({**params, "max_array_size": max_array_size})
+        check_pack_size(pack_size)
         super().__init__(**params)
         self.max_array_size = max_array_size
+        self.pack_size = pack_size
 
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+    def submit(self, entries: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
+        """One array task per entry (a job, or a pack), in arrays of at most max_array_size tasks."""
         size = max(1, self.max_array_size or cluster_max_array_size())  # MaxArraySize=0 turns arrays off
-        n = len(job_overrides)
+        n = len(entries)
         arrays = (n + size - 1) // size
         sweep_dir = self.config.hydra.sweep.dir
-        log.info("%d job(s) -> %d SLURM job array(s) of at most %d tasks; run directories in %s, "
-                 "job logs in %s", n, arrays, size, sweep_dir,
+        log.info("%d %s -> %d SLURM job array(s) of at most %d tasks; run directories in %s, "
+                 "job logs in %s", n, "job(s)" if self.packs is None else "pack(s)", arrays, size, sweep_dir,
                  str(self.params["submitit_folder"]).replace("%j", "<job id>"))
-        returns: List[JobReturn] = []
+        returns: List[Any] = []
         for start in range(0, n, size):
-            returns.extend(super().launch(job_overrides[start:start + size], initial_job_idx + start))
+            returns.extend(super().submit(entries[start:start + size], initial_job_idx + start))
         return returns

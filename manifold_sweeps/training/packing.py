@@ -2,6 +2,7 @@
 
 Runs can be packed when their configs agree on every key except those listed in PER_RUN_KEYS:
 those change a run's data, schedule or optimizer scalars, never a tensor shape or the loop.
+`form_packs` cuts a sweep into such packs (`hydra.launcher.pack_size`).
 """
 
 from __future__ import annotations
@@ -67,6 +68,25 @@ def check_packable(cfgs: list[DictConfig]) -> None:
                     f"runs packed together must share {key} (got {first.get(key)!r} and {other.get(key)!r}); "
                     f"only these may differ: {', '.join(PER_RUN_KEYS)}"
                 )
+
+
+def pack_key(cfg: DictConfig) -> str:
+    """Every value outside PER_RUN_KEYS, as text: runs with equal keys may share a pack."""
+    shared = {k: v for k, v in flatten(cfg).items() if not _under(k, PER_RUN_KEYS)}
+    return json.dumps(shared, sort_keys=True, default=str)
+
+
+def form_packs(cfgs: list[DictConfig], pack_size: int) -> list[list[int]]:
+    """Indices into cfgs, in packs of at most pack_size runs that may train together.
+
+    Runs are grouped by `pack_key` (groups in the order of their first run, runs in their given
+    order), then each group is cut into consecutive chunks: the same sweep always gives the same packs.
+    """
+    groups: dict[str, list[int]] = {}
+    for i, cfg in enumerate(cfgs):
+        groups.setdefault(pack_key(cfg), []).append(i)
+    return [members[start:start + pack_size] for members in groups.values()
+            for start in range(0, len(members), pack_size)]
 
 
 def config_fingerprint(cfg: DictConfig) -> str:

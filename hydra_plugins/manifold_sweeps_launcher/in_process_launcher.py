@@ -1,0 +1,58 @@
+"""The launcher behind `hydra/launcher=in_process` (conf/hydra/launcher/in_process.yaml), our default:
+Hydra's basic launcher (jobs one after another in this process), plus packed seeds.
+
+`hydra.launcher.pack_size=1` (the default) is Hydra's basic launcher unchanged. With N > 1 every job
+is composed and validated first, then the jobs that differ only in per-run keys train together, up to
+N per pack, one pack after another (manifold_sweeps/launch/packs.py).
+"""
+
+# No `from __future__ import annotations`: Hydra imports plugin modules without registering them in
+# sys.modules, and the dataclass below could not resolve string annotations.
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Sequence
+
+from hydra._internal.core_plugins.basic_launcher import BasicLauncher as HydraBasicLauncher
+from hydra.core.config_store import ConfigStore
+from hydra.core.utils import JobReturn, configure_log, setup_globals
+
+from manifold_sweeps.launch.packs import (
+    check_pack_size, compose_jobs, in_sweep_order, plan_packs, run_pack_jobs, sweep_jobs,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class InProcessLauncherConf:
+    _target_: str = "hydra_plugins.manifold_sweeps_launcher.in_process_launcher.InProcessLauncher"
+    # Most jobs trained together in one process (jobs that differ only in per-run keys); 1 = one at a time.
+    pack_size: int = 1
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="in_process_schema", node=InProcessLauncherConf,
+                             provider="manifold_sweeps")
+
+
+class InProcessLauncher(HydraBasicLauncher):
+    def __init__(self, pack_size: int = 1) -> None:
+        check_pack_size(pack_size)
+        super().__init__()
+        self.pack_size = pack_size
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        if self.pack_size == 1:
+            return super().launch(job_overrides, initial_job_idx)
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        jobs = sweep_jobs(job_overrides, initial_job_idx)
+        configs = compose_jobs(self.hydra_context, self.config, jobs)
+        packs = plan_packs(jobs, configs, self.pack_size)
+        log.info(f"Launching {len(jobs)} jobs locally, {len(packs)} pack(s) one after another")
+        returns: List[List[JobReturn]] = []
+        for pack in packs:
+            returns.append(run_pack_jobs(self.hydra_context, [configs[i] for i in pack], "hydra.sweep.dir"))
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return in_sweep_order(packs, returns)

@@ -1,0 +1,33 @@
+"""The launcher behind `hydra/launcher=local` (conf/hydra/launcher/local.yaml): hydra-submitit's local
+launcher (one process per job on this machine, all at once), plus packed seeds: with
+`hydra.launcher.pack_size=N` one process per pack of up to N jobs (`_submitit_packing.py`).
+"""
+
+# No `from __future__ import annotations`: see slurm_launcher.py.
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher as SubmititLocalLauncher
+
+from hydra_plugins.manifold_sweeps_launcher._submitit_packing import SubmititPacking
+from manifold_sweeps.launch.packs import check_pack_size
+
+
+@dataclass
+class LocalLauncherConf(LocalQueueConf):
+    _target_: str = "hydra_plugins.manifold_sweeps_launcher.local_launcher.LocalLauncher"
+    # Most jobs trained together in one process (jobs that differ only in per-run keys); 1 = one per process.
+    pack_size: int = 1
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="local_schema", node=LocalLauncherConf,
+                             provider="manifold_sweeps")
+
+
+class LocalLauncher(SubmititPacking, SubmititLocalLauncher):
+    def __init__(self, pack_size: int = 1, **params: Any) -> None:
+        check_pack_size(pack_size)
+        super().__init__(**params)
+        self.pack_size = pack_size
