@@ -36,6 +36,7 @@ from ..rundir.trajectory import TrajectoryWriter
 from ..task.curriculum import Curriculum
 from ..task.generator import sample_batch
 from ..task.layout import TokenLayout, _name
+from .allocator import keep_freed_memory
 from .device import resolve_device
 from .evaluation import build_eval_set, evaluate
 from .optimizers import PackedOptimizer, clip_grad_norm_per_run
@@ -134,6 +135,7 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
     should_stop = should_stop or (lambda: False)
     cfg0 = cfgs[0]
     device = resolve_device(cfg0.train.device)
+    keep_freed_memory()
     total, P = int(cfg0.train.steps), len(cfgs)
     batch_size = int(cfg0.train.batch_size)
     t_start = time.monotonic()
