@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast run sweep demo clean
+.PHONY: help install test test-fast run sweep demo bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ sweep: ## Sweep 3 seeds x m = 1..3 with the demo preset (extra overrides: ARGS=.
 
 demo: ## The main job: the demo sweep
 	$(PYTHON) -m manifold_sweeps -m experiment=demo curriculum=single 'seed=range(3)' 'task.m=range(1,4)' $(ARGS)
+
+bench: ## Measure speed on this machine -> outputs/bench/bench.{json,md} (QUICK=1: tiny versions, a minute)
+	$(PYTHON) -m manifold_sweeps.bench $(if $(QUICK),--quick)
 
 clean: ## Delete outputs (runs, sweeps, tables, reports) and caches; keeps outputs/README.md
 	find outputs -mindepth 1 ! -name README.md -exec rm -rf {} +

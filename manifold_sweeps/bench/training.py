@@ -51,7 +51,7 @@ def run(quick: bool = False) -> dict:
         rates = interleaved({"ours": ours, "textbook": baseline}, plan["rounds"], f"{preset} ")
         shape = ModelShape.from_config(cfg)
         flops = training_step_flops(shape, int(cfg.train.batch_size))
-        flops_textbook = training_step_flops(shape, int(cfg.train.batch_size), readout_only=False)
+        flops_textbook = training_step_flops(shape, int(cfg.train.batch_size), packed=False)
         ours_rate, textbook_rate = median(rates["ours"]), median(rates["textbook"])
         figures.update({
             f"{preset}_steps_per_s": round(ours_rate, 2),
