@@ -130,7 +130,7 @@ def test_the_step_clock_sees_every_step_of_the_real_loop(tmp_path):
     assert clock.steps_per_s(skip=2) > 0
     with pytest.raises(ValueError, match="need more than skip"):
         clock.steps_per_s(skip=12)
-    assert train_timed(cfgs[:1], warmup=2) > 0
+    assert len(train_timed(cfgs[:1]).times) == 13
 
 
 def test_interleaved_calls_the_tasks_in_turn():

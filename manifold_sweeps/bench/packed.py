@@ -40,10 +40,10 @@ QUICK = dict(pack_sizes=(1, 4), steps={1: 5, 4: 5}, warmup=1, rounds=1, versus_r
 
 def run(quick: bool = False) -> dict:
     plan = QUICK if quick else FULL
-    tasks = {
-        f"{P} seeds": (lambda P=P: P * train_timed(pack_configs(PRESET, range(P), plan["steps"][P]), plan["warmup"]))
-        for P in plan["pack_sizes"]
-    }
+    def pack_rate(P: int) -> float:
+        return P * train_timed(pack_configs(PRESET, range(P), plan["steps"][P])).steps_per_s(plan["warmup"])
+
+    tasks = {f"{P} seeds": (lambda P=P: pack_rate(P)) for P in plan["pack_sizes"]}
     rates = interleaved(tasks, plan["rounds"], "packed ")
     figures = {f"packed_{P}_model_steps_per_s": round(median(rates[f"{P} seeds"]), 2) for P in plan["pack_sizes"]}
     figures.update(_packed_vs_separate(plan["versus_runs"], plan["versus_steps"], plan["warmup"]))
@@ -139,7 +139,7 @@ def _child(argv: list[str]) -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    rate = train_timed(pack_configs(PRESET, [int(s) for s in args.seeds.split(",")], args.steps), args.warmup)
+    rate = train_timed(pack_configs(PRESET, [int(s) for s in args.seeds.split(",")], args.steps)).steps_per_s(args.warmup)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "rate.json").write_text(json.dumps({"steps_per_s": rate, "peak_rss_mib": _peak_rss_mib()}) + "\n")
 

@@ -26,9 +26,9 @@ def compose_config(*overrides: str) -> DictConfig:
         return compose(config_name="config", overrides=list(overrides))
 
 
-def pack_configs(preset: str, seeds, steps: int) -> list[DictConfig]:
+def pack_configs(preset: str, seeds, steps: int, *overrides: str) -> list[DictConfig]:
     """Configs of a preset, one per seed, trained for `steps` steps."""
-    base = compose_config(f"experiment={preset}", f"train.steps={steps}")
+    base = compose_config(f"experiment={preset}", f"train.steps={steps}", *overrides)
     cfgs = []
     for seed in seeds:
         cfg = copy.deepcopy(base)
@@ -37,16 +37,16 @@ def pack_configs(preset: str, seeds, steps: int) -> list[DictConfig]:
     return cfgs
 
 
-def train_timed(cfgs: list[DictConfig], warmup: int) -> float:
-    """Train the runs packed together; returns the pack's steps per second after `warmup` steps.
+def train_timed(cfgs: list[DictConfig]) -> StepClock:
+    """Train the runs packed together; returns the clock of the loop's steps.
 
-    The window runs from the poll at step `warmup` to the poll after the last update: it holds every
-    update and the snapshots in between, and leaves out setup, the evaluation at step 0 and the
-    final snapshot, evaluation and checkpoint.
+    The clock's window from the poll at step k to the poll after the last update holds every update
+    and the snapshots in between, and leaves out setup, the evaluation at step 0 and the final
+    snapshot, evaluation and checkpoint.
     """
     clock = StepClock()
     with tempfile.TemporaryDirectory(prefix="manifold-bench-") as tmp:
         states = train_pack(cfgs, [Path(tmp) / f"run{i}" for i in range(len(cfgs))], should_stop=clock)
     if set(states) != {"completed"}:
         raise RuntimeError(f"benchmark runs ended {states}, expected completed")
-    return clock.steps_per_s(skip=warmup)
+    return clock

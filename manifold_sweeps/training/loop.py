@@ -14,6 +14,7 @@ identically and its files match an uninterrupted run's.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -21,7 +22,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -111,9 +112,29 @@ def train_pack(
         if s == "completed":
             log.info("%s is already completed; skipping it", run_dirs[i])
     if todo:
-        for i, state in zip(todo, _train_active([cfgs[i] for i in todo], [run_dirs[i] for i in todo], should_stop)):
-            states[i] = state
+        with _ordered_compiled_kernels(cfgs[0]):
+            for i, state in zip(todo, _train_active([cfgs[i] for i in todo], [run_dirs[i] for i in todo], should_stop)):
+                states[i] = state
     return states
+
+
+@contextlib.contextmanager
+def _ordered_compiled_kernels(cfg: DictConfig) -> Iterator[None]:
+    """With train.compile on the CPU: PyTorch's deterministic mode while training.
+
+    Inductor's CPU code adds some gradients (the embedding's) with atomic adds in whatever order the
+    threads come; in deterministic mode it generates ordered code instead, so compiled runs stay
+    byte-identical for a seed and resume to the same files. The mode is restored afterwards.
+    """
+    if not (cfg.train.compile and resolve_device(cfg.train.device).type == "cpu"):
+        yield
+        return
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 
 
 def _is_completed(run_dir: Path) -> bool:
@@ -167,6 +188,7 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
         max_norms = torch.tensor([float("inf") if c is None else float(c) for c in clip], device=device)
         clipping = any(c is not None for c in clip)
         mats = list(model.attention_matrices().values())
+        forward_backward = torch.compile(forward_backward_eager) if cfg0.train.compile else forward_backward_eager
         planned = snapshot_steps(total, int(cfg0.train.snapshot_every))
 
         start = _resume(runs, model, opt)
@@ -259,16 +281,12 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
             ]
             tokens = torch.stack([b.tokens for b in batches])  # (P, B, T)
             labels = torch.stack([b.labels for b in batches])  # (P, B)
-            logits = model(tokens)  # (P, B, C)
-            losses = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none").view(P, -1).mean(1)
-            # Summing over runs gives each run exactly its own gradient: runs share no weights.
-            losses.sum().backward()
+            losses = forward_backward(model, tokens, labels)
             if clipping:
                 clip_grad_norm_per_run(params, max_norms)
             opt.step()
             for p in params:
                 p.grad = None
-            losses = losses.detach()
             nonfinite |= ~torch.isfinite(losses)
             loss_sum += losses
             loss_count += 1
@@ -296,6 +314,15 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
         _fail(runs, err, t_start, step)
         raise
     return [run.state for run in runs]
+
+
+def forward_backward_eager(model: Transformer, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Every run's mean loss on its batch (P,), with the runs' gradients accumulated."""
+    logits = model(tokens)  # (P, B, C)
+    losses = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none").view(tokens.shape[0], -1).mean(1)
+    # Summing over runs gives each run exactly its own gradient: runs share no weights.
+    losses.sum().backward()
+    return losses.detach()
 
 
 def _progress_extra(runs: list[Run], loss_sum: torch.Tensor, loss_count: int) -> str:
