@@ -139,7 +139,8 @@ def _child(argv: list[str]) -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    rate = train_timed(pack_configs(PRESET, [int(s) for s in args.seeds.split(",")], args.steps)).steps_per_s(args.warmup)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    rate = train_timed(pack_configs(PRESET, seeds, args.steps)).steps_per_s(args.warmup)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "rate.json").write_text(json.dumps({"steps_per_s": rate, "peak_rss_mib": _peak_rss_mib()}) + "\n")
 

@@ -7,7 +7,10 @@ output and gradients depend on run p's weights and data alone.
 Conventions (x is a row vector, as in the transformer-circuits papers):
     q = x @ W_Q + b_Q,  k = x @ W_K + b_K,  v = x @ W_V + b_V,  out = heads @ W_O + b_O
 W_Q, W_K, W_V, W_O of layer l, run p are the d x d matrices `model.blocks[l].attn.W_Q[p]` etc.;
-the columns of W_Q, W_K, W_V (and the rows of W_O) are grouped head by head.
+the columns of W_Q, W_K, W_V (and the rows of W_O) are grouped head by head. The LayerNorm in
+front of a projection keeps its own weight and bias; the forward pass folds them into the
+projection (LayerNorm.folded), which computes the same function faster and leaves W_Q etc. as
+they are.
 Initialisation follows PyTorch's defaults, as the paper's code used them: projections and biases
 U(-1/sqrt(fan_in), 1/sqrt(fan_in)), embeddings N(0, 1), LayerNorm 1 and 0.
 """
@@ -125,8 +128,10 @@ class Attention(nn.Module):
         B, T, H = batch, BT // batch, self.n_heads
         hs = d // H
         x_hat = normalize(x)
-        k = _linear(x_hat, *ln.folded(self.W_K, self.b_K)).view(P * B, T, H, hs).transpose(1, 2)  # (P*B, H, T, hs)
-        v = _linear(x_hat, *ln.folded(self.W_V, self.b_V)).view(P * B, T, H, hs).transpose(1, 2)  # (P*B, H, T, hs)
+        k = _linear(x_hat, *ln.folded(self.W_K, self.b_K))  # (P, B*T, d)
+        v = _linear(x_hat, *ln.folded(self.W_V, self.b_V))  # (P, B*T, d)
+        k = k.view(P * B, T, H, hs).transpose(1, 2)  # (P*B, H, T, hs)
+        v = v.view(P * B, T, H, hs).transpose(1, 2)  # (P*B, H, T, hs)
         x_q = x_hat.view(P, B, T, d)[:, :, -1, :] if readout_only else x_hat  # (P, B, d) or (P, B*T, d)
         q = _linear(x_q, *ln.folded(self.W_Q, self.b_Q))
         Tq = 1 if readout_only else T

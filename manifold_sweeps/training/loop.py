@@ -319,7 +319,8 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
 def forward_backward_eager(model: Transformer, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Every run's mean loss on its batch (P,), with the runs' gradients accumulated."""
     logits = model(tokens)  # (P, B, C)
-    losses = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none").view(tokens.shape[0], -1).mean(1)
+    losses = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none")  # (P*B,)
+    losses = losses.view(tokens.shape[0], -1).mean(1)  # (P,)
     # Summing over runs gives each run exactly its own gradient: runs share no weights.
     losses.sum().backward()
     return losses.detach()
