@@ -162,9 +162,11 @@ def test_make_bench_quick_writes_every_figure(tmp_path):
     assert report["quick"] and report["machine"]["cores"] >= 1 and set(report["modules"]) == {"training", "packed"}
     training, packed = report["modules"]["training"], report["modules"]["packed"]
     for preset in ("paper", "reference_code"):
-        for key in ("steps_per_s", "textbook_steps_per_s", "speedup_vs_textbook", "gflop_per_step",
-                    "roofline_fraction", "textbook_roofline_fraction"):
+        for key in ("steps_per_s", "compiled_steps_per_s", "textbook_steps_per_s", "speedup_vs_textbook",
+                    "compiled_speedup_vs_textbook", "gflop_per_step", "roofline_fraction",
+                    "compiled_roofline_fraction", "textbook_roofline_fraction"):
             assert training[f"{preset}_{key}"] > 0, key
+        assert isinstance(training[f"{preset}_compile_s"], float)
     assert training["matmul_peak_gflops"] > 0 and training["paper_gflop_per_step"] == pytest.approx(1.3253, abs=1e-4)
     for key in ("packed_1_model_steps_per_s", "packed_4_model_steps_per_s", "versus_packed_wall_s",
                 "versus_separate_wall_s", "versus_wall_speedup", "versus_steady_speedup",
