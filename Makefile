@@ -30,7 +30,7 @@ sweep: ## Sweep 3 seeds x m = 1..3 with the demo preset (extra overrides: ARGS=.
 demo: ## The main job: the demo sweep
 	$(PYTHON) -m manifold_sweeps -m experiment=demo curriculum=single 'seed=range(3)' 'task.m=range(1,4)' $(ARGS)
 
-bench: ## Measure speed on this machine -> outputs/bench/bench.{json,md} (QUICK=1: tiny versions, a minute)
+bench: ## Measure speed on this machine -> outputs/bench/bench.{json,md} (QUICK=1: tiny versions, 1-2 minutes)
 	$(PYTHON) -m manifold_sweeps.bench $(if $(QUICK),--quick)
 
 clean: ## Delete outputs (runs, sweeps, tables, reports) and caches; keeps outputs/README.md
