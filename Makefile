@@ -9,7 +9,7 @@ ARGS ?=
 SWEEP ?= $(lastword $(sort $(wildcard outputs/multirun/*/*)))
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast run sweep demo aggregate report clean slurm-up slurm-down
+.PHONY: help install test test-fast run sweep demo aggregate report bench clean slurm-up slurm-down
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ slurm-up: ## Start a one-node SLURM cluster on localhost (root; installs SLURM i
 
 slurm-down: ## Stop the local SLURM cluster (cancels its jobs; stops its daemons by their pid files)
 	launchers/local_cluster/down.sh
+
+bench: ## Measure speed on this machine -> outputs/bench/bench.{json,md} (QUICK=1: tiny versions, 1-2 minutes)
+	$(PYTHON) -m manifold_sweeps.bench $(if $(QUICK),--quick)
 
 clean: ## Delete outputs (runs, sweeps, tables, reports) and caches; keeps outputs/README.md
 	find outputs -mindepth 1 ! -name README.md -exec rm -rf {} +

@@ -4,6 +4,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from manifold_sweeps.training import optimizers
 from manifold_sweeps.training.optimizers import PackedOptimizer, clip_grad_norm_per_run
 
 
@@ -26,7 +27,9 @@ def quadratic_grads(params, step):
          lambda ps: torch.optim.AdamW(ps, lr=0.003, weight_decay=0.1, betas=(0.8, 0.99))),
     ],
 )
-def test_single_run_matches_torch_optim(name, kw, torch_opt):
+@pytest.mark.parametrize("group_numel", [1 << 16, 7])  # one foreach group; or 12 and 5 elements alone
+def test_single_run_matches_torch_optim(name, kw, torch_opt, group_numel, monkeypatch):
+    monkeypatch.setattr(optimizers, "CACHE_GROUP_NUMEL", group_numel)
     torch.manual_seed(0)
     ours = [torch.nn.Parameter(torch.randn(1, 4, 3)), torch.nn.Parameter(torch.randn(1, 5))]
     ref = [torch.nn.Parameter(p.detach()[0].clone()) for p in ours]

@@ -224,3 +224,19 @@ def test_a_pack_whose_runs_stopped_at_different_steps_resumes_each_from_its_own_
         assert files_of(reference) == files_of(resumed)
         assert load_metrics(reference).equals(load_metrics(resumed))
     assert resume_groups(split) == [[0, 1, 2, 3]]  # all at the last step now
+
+
+@pytest.mark.slow
+def test_a_compiled_run_matches_the_eager_run_repeats_byte_for_byte_and_resumes(tmp_path):
+    cfg = compose_config("experiment=smoke", "train.compile=true", "train.checkpoint_every=10")
+    train(cfg, tmp_path / "c1")
+    train(cfg, tmp_path / "c2")
+    assert train(cfg, tmp_path / "split", should_stop=stop_after(26)) == "interrupted"
+    assert train(cfg, tmp_path / "split") == "completed"
+    train(compose_config("experiment=smoke"), tmp_path / "eager")
+    assert files_of(tmp_path / "c1") == files_of(tmp_path / "c2") == files_of(tmp_path / "split")
+    assert not torch.are_deterministic_algorithms_enabled()  # restored after training
+    compiled, eager = load_trajectory(tmp_path / "c1"), load_trajectory(tmp_path / "eager")
+    np.testing.assert_allclose(compiled.matrix(1, "W_Q"), eager.matrix(1, "W_Q"), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(load_metrics(tmp_path / "c1").value, load_metrics(tmp_path / "eager").value,
+                               rtol=1e-4, atol=1e-5)

@@ -115,6 +115,7 @@ class TrainConfig:
     checkpoint_every: int = 1000  # steps between full training checkpoints
     progress_every_s: float = 10.0  # seconds between progress lines
     device: Device = Device.auto
+    compile: bool = False  # torch.compile forward + backward: ~1.2x per step on CPU, after 10-75 s of compiling
 
 
 @dataclass

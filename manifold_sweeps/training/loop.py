@@ -15,6 +15,7 @@ identically and its files match an uninterrupted run's.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -22,7 +23,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +41,7 @@ from ..rundir.trajectory import TrajectoryWriter
 from ..task.curriculum import Curriculum
 from ..task.generator import sample_batch
 from ..task.layout import TokenLayout, _name
+from .allocator import keep_freed_memory
 from .device import resolve_device
 from .evaluation import build_eval_set, evaluate
 from .optimizers import PackedOptimizer, clip_grad_norm_per_run
@@ -115,9 +117,29 @@ def train_pack(
         if s is not None:
             log.info("%s is already %s; skipping it", run_dirs[i], s)
     if todo:
-        for i, state in zip(todo, _train_active([cfgs[i] for i in todo], [run_dirs[i] for i in todo], should_stop)):
-            states[i] = state
+        with _ordered_compiled_kernels(cfgs[0]):
+            for i, state in zip(todo, _train_active([cfgs[i] for i in todo], [run_dirs[i] for i in todo], should_stop)):
+                states[i] = state
     return states
+
+
+@contextlib.contextmanager
+def _ordered_compiled_kernels(cfg: DictConfig) -> Iterator[None]:
+    """With train.compile on the CPU: PyTorch's deterministic mode while training.
+
+    Inductor's CPU code adds some gradients (the embedding's) with atomic adds in whatever order the
+    threads come; in deterministic mode it generates ordered code instead, so compiled runs stay
+    byte-identical for a seed and resume to the same files. The mode is restored afterwards.
+    """
+    if not (cfg.train.compile and resolve_device(cfg.train.device).type == "cpu"):
+        yield
+        return
+    before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
 
 
 # Final states: training is deterministic, so a relaunch would only repeat them.
@@ -151,6 +173,7 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
     should_stop = should_stop or (lambda: False)
     cfg0 = cfgs[0]
     device = resolve_device(cfg0.train.device)
+    keep_freed_memory()
     total, P = int(cfg0.train.steps), len(cfgs)
     batch_size = int(cfg0.train.batch_size)
     t_start = time.monotonic()
@@ -182,6 +205,7 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
         max_norms = torch.tensor([float("inf") if c is None else float(c) for c in clip], device=device)
         clipping = any(c is not None for c in clip)
         mats = list(model.attention_matrices().values())
+        forward_backward = torch.compile(forward_backward_eager) if cfg0.train.compile else forward_backward_eager
         planned = snapshot_steps(total, int(cfg0.train.snapshot_every))
         probe_steps = [planned_checkpoint_steps(r.cfg.probe, total) for r in runs]  # kept model-only weights
 
@@ -291,16 +315,12 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
             ]
             tokens = torch.stack([b.tokens for b in batches])  # (P, B, T)
             labels = torch.stack([b.labels for b in batches])  # (P, B)
-            logits = model(tokens)  # (P, B, C)
-            losses = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none").view(P, -1).mean(1)
-            # Summing over runs gives each run exactly its own gradient: runs share no weights.
-            losses.sum().backward()
+            losses = forward_backward(model, tokens, labels)
             if clipping:
                 clip_grad_norm_per_run(params, max_norms)
             opt.step()
             for p in params:
                 p.grad = None
-            losses = losses.detach()
             nonfinite |= ~torch.isfinite(losses)
             loss_sum += losses
             loss_count += 1
@@ -328,6 +348,16 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
         _fail(runs, err, t_start, step)
         raise
     return [run.state for run in runs]
+
+
+def forward_backward_eager(model: Transformer, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Every run's mean loss on its batch (P,), with the runs' gradients accumulated."""
+    logits = model(tokens)  # (P, B, C)
+    losses = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none")  # (P*B,)
+    losses = losses.view(tokens.shape[0], -1).mean(1)  # (P,)
+    # Summing over runs gives each run exactly its own gradient: runs share no weights.
+    losses.sum().backward()
+    return losses.detach()
 
 
 def _progress_extra(runs: list[Run], loss_sum: torch.Tensor, loss_count: int) -> str:

@@ -22,6 +22,28 @@ def _bcast(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return t.view(-1, *([1] * (like.dim() - 1)))
 
 
+# Elements per group of the foreach update: 256 KiB of float32, so the 3-4 tensors an update reads
+# and writes per parameter fit a 2 MiB L2 cache.
+CACHE_GROUP_NUMEL = 1 << 16
+
+
+def _cache_sized_groups(params: list[torch.Tensor]) -> list[list[torch.Tensor]]:
+    """Consecutive parameters in groups of at most CACHE_GROUP_NUMEL elements (a larger one alone)."""
+    groups, size = [], CACHE_GROUP_NUMEL
+    for p in params:
+        if size + p.numel() > CACHE_GROUP_NUMEL:
+            groups.append([])
+            size = 0
+        groups[-1].append(p)
+        size += p.numel()
+    return groups
+
+
+def _views(t: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Tensor]:
+    """A per-run (P,) tensor as one broadcastable view per parameter."""
+    return [_bcast(t, p) for p in params]
+
+
 class PackedOptimizer:
     def __init__(self, params: list[torch.nn.Parameter], optimizer_cfgs: list):
         names = {_name(c.name) for c in optimizer_cfgs}
@@ -36,9 +58,13 @@ class PackedOptimizer:
         self.beta1 = _per_run([c.betas[0] for c in optimizer_cfgs], device)
         self.beta2 = _per_run([c.betas[1] for c in optimizer_cfgs], device)
         self.eps = _per_run([c.eps for c in optimizer_cfgs], device)
+        # Known when the pack is built, so skipping these costs no host sync.
+        self.any_momentum = any(float(c.momentum) != 0 for c in optimizer_cfgs)
+        self.any_weight_decay = any(float(c.weight_decay) != 0 for c in optimizer_cfgs)
         n_runs = len(optimizer_cfgs)
         self.steps = torch.zeros(n_runs, dtype=torch.float32, device=device)  # per-run step counts
         self.state: list[dict[str, torch.Tensor]] = [self._fresh_state(p) for p in self.params]
+        self.index = {p: i for i, p in enumerate(self.params)}
 
     def _fresh_state(self, p: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.name == "sgd":
@@ -52,41 +78,50 @@ class PackedOptimizer:
                 buf[runs] = 0
         self.steps[runs] = 0
 
+    # The update runs as torch._foreach_* ops over groups of parameters small enough to stay in the
+    # CPU's cache from one operation to the next: one call per operation and group instead of one
+    # per parameter. Optimizer step, 1 thread: P=1 SGD (paper) 0.45 -> 0.16 ms, AdamW
+    # (reference_code) 2.8 -> 2.2 ms; P=20 SGD 7.9 -> 2.9 ms, AdamW 38 -> 36 ms, where one foreach
+    # over all tensors at once was 2x slower than the loop (every operation streamed 29 MB).
+    # Per-run scalars broadcast as (P, 1, ..., 1) views.
     @torch.no_grad()
     def step(self) -> None:
         self.steps += 1
         if self.name == "sgd":
-            self._sgd()
+            update, scalars = self._sgd, {}
         else:
-            self._adamw()
+            update, scalars = self._adamw, {
+                "decay": 1 - self.lr * self.weight_decay,
+                "bc2_sqrt": (1 - self.beta2**self.steps).sqrt(),
+                "step_size": self.lr / (1 - self.beta1**self.steps),
+            }
+        for group in _cache_sized_groups([p for p in self.params if p.grad is not None]):
+            update(group, [p.grad for p in group], [self.state[self.index[p]] for p in group], scalars)
 
-    def _sgd(self) -> None:
-        lr = self.lr
-        for p, state in zip(self.params, self.state):
-            g = p.grad
-            if g is None:
-                continue
-            g = g + _bcast(self.weight_decay, p) * p
-            buf = state["momentum_buffer"]
+    def _sgd(self, params, grads, states, scalars) -> None:
+        if self.any_weight_decay:
+            grads = torch._foreach_add(grads, torch._foreach_mul(params, _views(self.weight_decay, params)))
+        if self.any_momentum:
+            bufs = [s["momentum_buffer"] for s in states]
             # torch.optim.SGD starts the buffer at g; momentum * 0 + g is the same thing.
-            buf.mul_(_bcast(self.momentum, p)).add_(g)
-            p.sub_(_bcast(lr, p) * buf)
+            torch._foreach_mul_(bufs, _views(self.momentum, params))
+            torch._foreach_add_(bufs, grads)
+            grads = bufs
+        torch._foreach_sub_(params, torch._foreach_mul(grads, _views(self.lr, params)))
 
-    def _adamw(self) -> None:
-        lr = self.lr
-        bc1 = 1 - self.beta1**self.steps
-        bc2_sqrt = (1 - self.beta2**self.steps).sqrt()
-        for p, state in zip(self.params, self.state):
-            g = p.grad
-            if g is None:
-                continue
-            b1, b2 = _bcast(self.beta1, p), _bcast(self.beta2, p)
-            p.mul_(1 - _bcast(lr * self.weight_decay, p))
-            m, v = state["exp_avg"], state["exp_avg_sq"]
-            m.lerp_(g, 1 - b1)
-            v.mul_(b2).addcmul_(g, g * (1 - b2))
-            denom = (v.sqrt() / _bcast(bc2_sqrt, p)).add_(_bcast(self.eps, p))
-            p.sub_(_bcast(lr / bc1, p) * (m / denom))
+    def _adamw(self, params, grads, states, scalars) -> None:
+        m = [s["exp_avg"] for s in states]
+        v = [s["exp_avg_sq"] for s in states]
+        torch._foreach_mul_(params, _views(scalars["decay"], params))
+        torch._foreach_lerp_(m, grads, _views(1 - self.beta1, params))
+        torch._foreach_mul_(v, _views(self.beta2, params))
+        torch._foreach_addcmul_(v, grads, torch._foreach_mul(grads, _views(1 - self.beta2, params)))
+        denom = torch._foreach_sqrt(v)
+        torch._foreach_div_(denom, _views(scalars["bc2_sqrt"], params))
+        torch._foreach_add_(denom, _views(self.eps, params))
+        update = torch._foreach_div(m, denom)
+        torch._foreach_mul_(update, _views(scalars["step_size"], params))
+        torch._foreach_sub_(params, update)
 
     def run_state(self, p: int) -> dict:
         return {

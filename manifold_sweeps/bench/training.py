@@ -1,0 +1,80 @@
+"""Benchmark: training throughput of the presets, against the textbook implementation and the roofline.
+
+For each of the `paper` and `reference_code` presets, three candidates are timed in turn, round
+after round, in this process on this machine's default device: one run trained by the real loop
+(`train_pack` with one run), the same with `train.compile=true`, and the same model and data
+trained the textbook way (`textbook.py`). Every window skips the first steps (warm-up; for the
+compiled run, the compilation) and covers only training steps: ours includes the snapshots at the
+preset's interval, which the textbook loop does not take.
+
+Figures, per preset:
+- <preset>_steps_per_s, <preset>_compiled_steps_per_s, <preset>_textbook_steps_per_s: medians;
+- <preset>_speedup_vs_textbook, <preset>_compiled_speedup_vs_textbook: medians of the
+  round-by-round ratios;
+- <preset>_compile_s: the compiled run's first step in the first round (compilation, or loading it
+  from PyTorch's on-disk cache) less a median step;
+- <preset>_gflop_per_step: FLOPs executed per step (bench/flops.py; readout-only last layer), and
+  <preset>_textbook_gflop_per_step: what the textbook executes (every position of every layer);
+- <preset>_roofline_fraction (and _compiled_, _textbook_): steps/s x FLOPs per step / the matmul peak.
+And matmul_peak_gflops (bench/timing.py) with the matrix size that reached it.
+"""
+
+from __future__ import annotations
+
+from ..model.transformer import ModelShape
+from ..training.device import resolve_device
+from . import textbook
+from .flops import training_step_flops
+from .runs import pack_configs, train_timed
+from .timing import StepClock, interleaved, matmul_peak_gflops, median, median_ratio
+
+PRESETS = ("paper", "reference_code")
+# Steps per timed run: a few seconds each on a 2-core CPU.
+FULL = dict(steps={"paper": 300, "reference_code": 150}, warmup=10, rounds=5)
+QUICK = dict(steps={"paper": 6, "reference_code": 6}, warmup=2, rounds=1)
+
+
+def run(quick: bool = False) -> dict:
+    plan = QUICK if quick else FULL
+    warmup = plan["warmup"]
+    print("  measuring the matmul peak", flush=True)
+    peak, peak_n = matmul_peak_gflops(quick)
+    figures: dict = {"matmul_peak_gflops": round(peak, 1), "matmul_peak_size": peak_n}
+    for preset in PRESETS:
+        steps = plan["steps"][preset]
+        cfg = pack_configs(preset, [0], steps)[0]
+        compiled_cfg = pack_configs(preset, [0], steps, "train.compile=true")[0]
+        device = str(resolve_device(cfg.train.device))
+        first_steps = []
+
+        def compiled():
+            clock = train_timed([compiled_cfg])
+            first_steps.append(clock.times[1] - clock.times[0])
+            return clock.steps_per_s(warmup)
+
+        def baseline():
+            clock = StepClock()
+            textbook.train(cfg, steps, clock, device)
+            return clock.steps_per_s(warmup)
+
+        rates = interleaved({"ours": lambda: train_timed([cfg]).steps_per_s(warmup), "compiled": compiled,
+                             "textbook": baseline}, plan["rounds"], f"{preset} ")
+        shape = ModelShape.from_config(cfg)
+        flops = training_step_flops(shape, int(cfg.train.batch_size))
+        flops_textbook = training_step_flops(shape, int(cfg.train.batch_size), packed=False)
+        ours, fast, base = median(rates["ours"]), median(rates["compiled"]), median(rates["textbook"])
+        figures.update({
+            f"{preset}_steps_per_s": round(ours, 2),
+            f"{preset}_compiled_steps_per_s": round(fast, 2),
+            f"{preset}_textbook_steps_per_s": round(base, 2),
+            f"{preset}_speedup_vs_textbook": round(median_ratio(rates["ours"], rates["textbook"]), 3),
+            f"{preset}_compiled_speedup_vs_textbook": round(median_ratio(rates["compiled"], rates["textbook"]), 3),
+            f"{preset}_compile_s": round(first_steps[0] - 1 / fast, 1),
+            f"{preset}_gflop_per_step": round(flops / 1e9, 4),
+            f"{preset}_textbook_gflop_per_step": round(flops_textbook / 1e9, 4),
+            f"{preset}_roofline_fraction": round(ours * flops / (peak * 1e9), 3),
+            f"{preset}_compiled_roofline_fraction": round(fast * flops / (peak * 1e9), 3),
+            f"{preset}_textbook_roofline_fraction": round(base * flops_textbook / (peak * 1e9), 3),
+        })
+    figures["device"] = device
+    return figures
