@@ -7,13 +7,16 @@
 Runs that are not completed, or whose files turn out unreadable while reducing, stay in `runs`
 with their state and reason and are left out of every other table.
 
-Reductions and summaries run with single-threaded BLAS (reductions in worker processes or here): multi-threaded
-OpenBLAS is slower on these small eigenproblems (far slower on a busy machine), and one thread
-everywhere makes results bitwise identical whatever --workers is, so cached and fresh tables match.
+Reductions and summaries run with single-threaded BLAS and torch (reductions in worker processes or
+here): multi-threaded OpenBLAS is slower on these small eigenproblems (far slower on a busy machine),
+torch's OpenMP threads in two workers on two cores spin against each other (the 9-run demo sweep's
+commutator tables took 133 s that way, 9 s with one thread each), and one thread everywhere makes
+results bitwise identical whatever --workers is, so cached and fresh tables match.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import sys
@@ -21,9 +24,10 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pandas as pd
+import torch
 from threadpoolctl import threadpool_limits
 
 from ..config.schema import AggregateConfig
@@ -86,10 +90,21 @@ class _Progress:
                  f"ETA {eta:.0f}s | {result.computed} reduced, {result.cached} from cache")
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to n inside, restored after (threadpoolctl does not reach them)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _reduce_job(run_dir: Path, row: dict, cfg: AggregateConfig, cache: RunCache, names: list[str]):
     """Run the named reducers on one run and cache their outputs: (tables, None), or (None, reason) if unreadable."""
     tables: dict[str, pd.DataFrame] = {}
-    with threadpool_limits(limits=1, user_api="blas"):
+    with threadpool_limits(limits=1, user_api="blas"), _torch_threads(1):
         try:
             for reducer in (r for r in reducers(cfg) if r.name in names):
                 output = reducer.reduce(run_dir, row, cfg)
