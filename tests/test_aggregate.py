@@ -391,3 +391,32 @@ def test_probes_on_request_become_tables_and_the_report_draws_them(tmp_path):
     assert aggregate([tmp_path / "sweep"], quiet()).tables["sae_probes"].equals(probes)
     assert report_main([str(tmp_path / "sweep")]) == 0
     assert (tmp_path / "sweep" / "report" / "figures" / "fig10_sae_ablation.png").exists()
+
+
+def test_reductions_run_blas_and_torch_single_threaded_and_restore_torch_threads(tmp_path, monkeypatch):
+    """Two workers' torch threads on two cores spin against each other (the 9-run demo sweep took
+    133 s instead of 8 s): every reduction runs with one thread, and the caller's setting comes back."""
+    import torch
+    from threadpoolctl import threadpool_info
+
+    from manifold_sweeps.aggregate.cache import RunCache
+    from manifold_sweeps.aggregate.reducers import Reducer, RunOutput
+
+    seen = {}
+
+    def reduce(run_dir, row, cfg):
+        seen["torch"] = torch.get_num_threads()
+        seen["blas"] = {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+        return RunOutput(tables={})
+
+    probe = Reducer(name="threads", version=1, inputs=(), tables={}, reduce=reduce)
+    monkeypatch.setattr(stage, "reducers", lambda cfg: [probe])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        tables, error = stage._reduce_job(tmp_path, {}, AggregateConfig(), RunCache(tmp_path / "cache", {}), ["threads"])
+        assert error is None and tables == {}
+        assert seen["torch"] == 1 and seen["blas"] <= {1}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
