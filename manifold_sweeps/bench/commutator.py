@@ -31,30 +31,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
 from ..commutator.probe import CommutatorProbe, measurement_steps, saved_rows_per_step
-from ..config.schema import register_configs
 from ..model.transformer import ModelShape, Transformer
-from ..paths import CONF_DIR
 from ..rundir.commutators import (
     COMMUTATORS_FILE, DELTAS_FILE, INDEX_FILE, META_FILE, CommutatorLog, DeltaWriter, load_commutators, load_deltas,
     read_meta, write_meta,
 )
 from ..task.layout import _name
 from ..training.loop import snapshot_steps, train
-
-
-def _compose(*overrides: str):
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+from .runs import compose_config
 
 
 def _train_wall_s(cfg_overrides: tuple[str, ...], steps: int, run_dir: Path) -> float:
-    cfg = _compose(*cfg_overrides, f"train.steps={steps}", "commutator.every=0")
+    cfg = compose_config(*cfg_overrides, f"train.steps={steps}", "commutator.every=0")
     start = time.perf_counter()
     train(cfg, run_dir)
     return time.perf_counter() - start
@@ -106,7 +96,7 @@ def run(quick: bool = False) -> dict:
         wall_2n = _train_wall_s(common, 2 * n, tmp / "2n")
         step_s = max(wall_2n - wall_n, 1e-9) / n
 
-        cfg = _compose(*common)
+        cfg = compose_config(*common)
         full = len(snapshot_steps(int(cfg.train.steps), int(cfg.train.snapshot_every)))  # the most a basis sees
         measure_s = _measure_s(cfg, tmp / "full", full, repeats=2)  # the first repeat also warms up
         measure_first_s = _measure_s(cfg, tmp / "first", 2, repeats=1)

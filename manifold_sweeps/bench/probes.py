@@ -19,19 +19,11 @@ import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 
-from ..config.schema import register_configs
 from ..model.transformer import ModelShape, Transformer
-from ..paths import CONF_DIR
 from ..rundir.model_checkpoints import planned_checkpoint_steps, save_model_checkpoint
 from ..rundir.status import StatusWriter
-
-
-def _config(preset: str):
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=[f"experiment={preset}", "probe.device=cpu"])
+from .runs import compose_config
 
 
 def _fake_run(run_dir: Path, cfg) -> int:
@@ -48,7 +40,7 @@ def _fake_run(run_dir: Path, cfg) -> int:
 
 def run(quick: bool = False) -> dict:
     preset = "smoke" if quick else "paper"
-    cfg = _config(preset)
+    cfg = compose_config(f"experiment={preset}", "probe.device=cpu")
     tmp = Path(tempfile.mkdtemp(prefix="bench-probes-"))
     try:
         n_checkpoints = _fake_run(tmp / "run", cfg)
