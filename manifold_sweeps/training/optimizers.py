@@ -76,8 +76,8 @@ class PackedOptimizer:
         self.any_momentum = any(float(c.momentum) != 0 for c in optimizer_cfgs)
         self.any_weight_decay = any(float(c.weight_decay) != 0 for c in optimizer_cfgs)
         n_runs = len(optimizer_cfgs)
-        self.steps = torch.zeros(n_runs, dtype=torch.float32, device=device)  # per-run step counts
-        self.host_steps = [0] * n_runs  # the same on the host, so uniform ones cost no device read
+        self.device = device
+        self.step_counts = [0] * n_runs  # per run, on the host: reading them costs no device sync
         self.state: list[dict[str, torch.Tensor]] = [self._fresh_state(p) for p in self.params]
         self.index = {p: i for i, p in enumerate(self.params)}
 
@@ -86,14 +86,18 @@ class PackedOptimizer:
             return {"momentum_buffer": torch.zeros_like(p)}
         return {"exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
 
+    @property
+    def steps(self) -> torch.Tensor:
+        """The per-run step counts as a (P,) float tensor on the parameters' device."""
+        return torch.tensor(self.step_counts, dtype=torch.float32, device=self.device)
+
     def reset_runs(self, runs: list[int]) -> None:
         """Forget the state of these runs, as a freshly built optimizer would have it."""
         for state in self.state:
             for buf in state.values():
                 buf[runs] = 0
-        self.steps[runs] = 0
         for r in runs:
-            self.host_steps[r] = 0
+            self.step_counts[r] = 0
 
     # The update runs as torch._foreach_* ops over groups of parameters small enough to stay in the
     # CPU's cache from one operation to the next: one call per operation and group instead of one
@@ -103,8 +107,7 @@ class PackedOptimizer:
     # Per-run scalars broadcast as (P, 1, ..., 1) views.
     @torch.no_grad()
     def step(self) -> None:
-        self.steps += 1
-        self.host_steps = [n + 1 for n in self.host_steps]
+        self.step_counts = [n + 1 for n in self.step_counts]
         if self.name == "sgd":
             update, scalars = self._sgd, {}
         else:
@@ -113,19 +116,14 @@ class PackedOptimizer:
             update(group, [p.grad for p in group], [self.state[self.index[p]] for p in group], scalars)
 
     def _adamw_scalars(self) -> dict:
-        n = _shared(self.host_steps)
-        if all(isinstance(v, float) for v in (self.lr, self.weight_decay, self.beta1, self.beta2)) and n is not None:
+        n = _shared(self.step_counts)
+        if n is not None and all(isinstance(v, float) for v in (self.lr, self.beta1, self.beta2)):
             # torch.optim.AdamW computes these in Python floats too.
-            return {
-                "decay": 1 - self.lr * self.weight_decay,
-                "bc2_sqrt": (1 - self.beta2**n) ** 0.5,
-                "step_size": self.lr / (1 - self.beta1**n),
-            }
-        return {
-            "decay": 1 - self.lr * self.weight_decay,
-            "bc2_sqrt": (1 - self.beta2**self.steps).sqrt(),
-            "step_size": self.lr / (1 - self.beta1**self.steps),
-        }
+            bc2_sqrt, step_size = (1 - self.beta2**n) ** 0.5, self.lr / (1 - self.beta1**n)
+        else:
+            steps = self.steps
+            bc2_sqrt, step_size = (1 - self.beta2**steps).sqrt(), self.lr / (1 - self.beta1**steps)
+        return {"decay": 1 - self.lr * self.weight_decay, "bc2_sqrt": bc2_sqrt, "step_size": step_size}
 
     def _sgd(self, params, grads, states, scalars) -> None:
         if self.any_weight_decay:
@@ -157,13 +155,12 @@ class PackedOptimizer:
 
     def run_state(self, p: int) -> dict:
         return {
-            "steps": float(self.steps[p]),
+            "steps": float(self.step_counts[p]),
             "buffers": [{k: v[p].detach().cpu().clone() for k, v in s.items()} for s in self.state],
         }
 
     def load_run_state(self, p: int, saved: dict) -> None:
-        self.steps[p] = saved["steps"]
-        self.host_steps[p] = int(saved["steps"])
+        self.step_counts[p] = int(saved["steps"])
         for state, bufs in zip(self.state, saved["buffers"]):
             for k, v in bufs.items():
                 state[k][p].copy_(v)
