@@ -91,12 +91,14 @@ class _Progress:
 
 
 @contextlib.contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    """torch's intra-op threads set to n inside, restored after (threadpoolctl does not reach them)."""
+def _single_threaded() -> Iterator[None]:
+    """BLAS and torch's intra-op threads at one inside, torch's setting restored after (threadpoolctl
+    does not reach torch's own OpenMP threads)."""
     before = torch.get_num_threads()
-    torch.set_num_threads(n)
+    torch.set_num_threads(1)
     try:
-        yield
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
     finally:
         torch.set_num_threads(before)
 
@@ -104,7 +106,7 @@ def _torch_threads(n: int) -> Iterator[None]:
 def _reduce_job(run_dir: Path, row: dict, cfg: AggregateConfig, cache: RunCache, names: list[str]):
     """Run the named reducers on one run and cache their outputs: (tables, None), or (None, reason) if unreadable."""
     tables: dict[str, pd.DataFrame] = {}
-    with threadpool_limits(limits=1, user_api="blas"), _torch_threads(1):
+    with _single_threaded():
         try:
             for reducer in (r for r in reducers(cfg) if r.name in names):
                 output = reducer.reduce(run_dir, row, cfg)
@@ -195,7 +197,7 @@ def aggregate(
                       for rid, frame in sorted(parts[name], key=lambda p: p[0]) if rid in completed]
             empty = typed_frame([], {"run_id": "string", **columns})
             tables[name] = pd.concat(frames, ignore_index=True).astype(empty.dtypes.to_dict()) if frames else empty
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _single_threaded():
         for summary in summaries(cfg):
             tables[summary.name] = summary.build(tables, lambda rid, reducer: cache.arrays(dirs[rid], reducer), cfg)
 
