@@ -43,7 +43,7 @@ report: ## Report on the newest sweep under outputs/ (or SWEEP=path): SWEEP/repo
 	$(PYTHON) -m manifold_sweeps.report $(SWEEP)
 
 aggregate: ## Reduce the newest sweep to tables in its tables/ (SWEEP=path for another; ARGS='--reference displacement')
-	@test -n "$(SWEEP)" || { echo "no sweep under outputs/multirun: run 'make sweep' first, or pass SWEEP=path"; exit 2; }
+	@test -n "$(SWEEP)" || { echo "no sweep under outputs/multirun/: run one (make sweep) or give SWEEP=path" >&2; exit 2; }
 	$(PYTHON) -m manifold_sweeps.aggregate '$(SWEEP)' $(ARGS)
 
 slurm-up: ## Start a one-node SLURM cluster on localhost (root; installs SLURM if missing; then export SLURM_CONF)
