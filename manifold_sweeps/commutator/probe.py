@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 from ..model.transformer import MATRICES, Transformer
 from ..rundir.commutators import CommutatorLog, DeltaWriter, write_meta
 from ..task.curriculum import Curriculum
-from ..task.generator import Batch, sample_batch
+from ..task.generator import sample_batch, stack_batches
 from ..task.layout import TokenLayout, _name
 from ..training.seeding import generator
 from .basis import trajectory_basis
@@ -101,7 +101,7 @@ class CommutatorProbe:
         for _ in range(self.samples):
             pairs = [self._draw_pair(run, step, *g) for run, g in zip(self.runs, gens)]  # per run: (A, B)
             ms.append([(a.m, b.m) for a, b in pairs])
-            batch_a, batch_b = _stack([a for a, _ in pairs]), _stack([b for _, b in pairs])
+            batch_a, batch_b = stack_batches([a for a, _ in pairs]), stack_batches([b for _, b in pairs])
             results.append(measure_pair(model, batch_a, batch_b, self.eta, self.dtype))
         deltas = torch.stack([r.delta_attention for r in results]).cpu()  # (S, P, L*4, d*d)
         defects = []
@@ -144,11 +144,6 @@ class CommutatorProbe:
             return list(range(len(defect)))
         order = np.argsort(defect, kind="stable")
         return [int(order[(len(defect) - 1) // 2])]  # the lower median for an even count
-
-
-def _stack(batches: list[Batch]) -> tuple[torch.Tensor, torch.Tensor]:
-    """One batch per run -> tokens (P, B, T), labels (P, B)."""
-    return torch.stack([b.tokens for b in batches]), torch.stack([b.labels for b in batches])
 
 
 def _per_run(res: PairResult, p: int) -> dict[str, float]:

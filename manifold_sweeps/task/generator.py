@@ -73,6 +73,11 @@ def sample_batch(
     return Batch(tokens=tokens, labels=labels, marker_positions=positions.contiguous(), values=values, m=m)
 
 
+
+def stack_batches(batches: list[Batch]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch per run of a pack -> tokens (P, B, T), labels (P, B)."""
+    return torch.stack([b.tokens for b in batches]), torch.stack([b.labels for b in batches])
+
 # Token classes, for probes and tests: derived from token ids alone because the classes are disjoint.
 VALUE, MARKER, QUERY, DISTRACTOR = 0, 1, 2, 3
 

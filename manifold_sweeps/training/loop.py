@@ -39,7 +39,7 @@ from ..rundir.model_checkpoints import planned_checkpoint_steps, save_model_chec
 from ..rundir.status import StatusWriter, library_versions, now_iso, read_status
 from ..rundir.trajectory import TrajectoryWriter
 from ..task.curriculum import Curriculum
-from ..task.generator import sample_batch
+from ..task.generator import sample_batch, stack_batches
 from ..task.layout import TokenLayout, _name
 from .allocator import keep_freed_memory
 from .device import resolve_device
@@ -313,8 +313,7 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
                              _name(r.cfg.task.positions) == "per_batch")
                 for r in runs
             ]
-            tokens = torch.stack([b.tokens for b in batches])  # (P, B, T)
-            labels = torch.stack([b.labels for b in batches])  # (P, B)
+            tokens, labels = stack_batches(batches)  # (P, B, T), (P, B)
             losses = forward_backward(model, tokens, labels)
             if clipping:
                 clip_grad_norm_per_run(params, max_norms)
