@@ -11,6 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
+
 
 def _default_mode() -> int:
     """What open() would give a new file: 0666 minus the umask (read with the only API there is)."""
@@ -49,3 +51,10 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def write_text(path: str | os.PathLike, text: str) -> None:
     write_bytes(path, text.encode())
+
+
+def preallocate_npy(path: str | os.PathLike, shape: tuple[int, ...], dtype=np.float32) -> None:
+    """A zero-filled .npy file of this shape, to be filled in place (memory-mapped) row by row:
+    created under a temporary name, so a crash never leaves a short file at the real name."""
+    with atomic_path(path) as tmp:
+        np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape).flush()

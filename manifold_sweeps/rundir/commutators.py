@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_path, write_bytes, write_text
+from .atomic import atomic_path, preallocate_npy, write_bytes, write_text
 from .trajectory import _npy_bytes
 
 COMMUTATORS_FILE = "commutators.parquet"
@@ -98,10 +98,7 @@ class DeltaWriter:
         if path.exists() and index.exists() and np.load(path, mmap_mode="r").shape == shape:
             self.index = [tuple(r) for r in np.load(index).tolist() if r[0] < keep_before_step]
         else:
-            # Allocated under a temporary name so a crash never leaves a short file at the real name.
-            tmp = self.dir / f".{DELTAS_FILE}.alloc"
-            np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape).flush()
-            os.replace(tmp, path)
+            preallocate_npy(path, shape)
             self.index = []
         self.data = np.load(path, mmap_mode="r+")
         self._write_index()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import write_bytes, write_text
+from .atomic import preallocate_npy, write_bytes, write_text
 
 TRAJECTORY_FILE = "trajectory.npy"
 STEPS_FILE = "trajectory_steps.npy"
@@ -54,10 +54,7 @@ class TrajectoryWriter:
             self.data = np.load(path, mmap_mode="r+")
             self.steps = list(np.load(self.dir / STEPS_FILE)) if (self.dir / STEPS_FILE).exists() else []
         else:
-            # Allocated under a temporary name so a crash never leaves a short file at the real name.
-            tmp = self.dir / f".{TRAJECTORY_FILE}.alloc"
-            np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape).flush()
-            os.replace(tmp, path)
+            preallocate_npy(path, shape)
             self.data = np.load(path, mmap_mode="r+")
             self.steps = []
             self._write_steps()
