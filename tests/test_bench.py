@@ -13,7 +13,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from manifold_sweeps.bench import __main__ as harness
-from manifold_sweeps.bench import textbook
+from manifold_sweeps.bench import kernels, textbook
 from manifold_sweeps.bench.flops import training_step_flops
 from manifold_sweeps.bench.runs import pack_configs, train_timed
 from manifold_sweeps.bench.timing import StepClock, interleaved
@@ -166,7 +166,8 @@ def test_make_bench_quick_writes_every_figure(tmp_path):
     for preset in ("paper", "reference_code"):
         for key in ("steps_per_s", "compiled_steps_per_s", "textbook_steps_per_s", "speedup_vs_textbook",
                     "compiled_speedup_vs_textbook", "gflop_per_step", "roofline_fraction",
-                    "compiled_roofline_fraction", "textbook_roofline_fraction"):
+                    "compiled_roofline_fraction", "textbook_roofline_fraction", "flop_kernels_steps_per_s",
+                    "flop_kernels_gflops", "flop_kernels_roofline_fraction", "flop_kernels_share"):
             assert training[f"{preset}_{key}"] > 0, key
         assert isinstance(training[f"{preset}_compile_s"], float)
     assert training["matmul_peak_gflops"] > 0 and training["paper_gflop_per_step"] == pytest.approx(1.3253, abs=1e-4)
@@ -181,3 +182,19 @@ def test_make_bench_quick_writes_every_figure(tmp_path):
     assert any(k.startswith("probes_") and k.endswith("_run_wall_s") for k in modules["probes"])
     table = (tmp_path / "bench.md").read_text()
     assert "| training | paper_speedup_vs_textbook |" in table and "| packed | versus_wall_speedup |" in table
+
+
+def test_the_recorded_step_kernels_carry_exactly_the_counted_flops():
+    """Replayed alone, the recorded kernels execute the step's counted FLOPs (math attention backend,
+    whose products torch's counter sees); with the default backend the flash kernels are kept too."""
+    cfg = compose_config("experiment=smoke", "model.n_layers=3")
+    shape = ModelShape.from_config(cfg)
+    with sdpa_kernel(SDPBackend.MATH):
+        ops = kernels.record_step(cfg)
+    assert {op.func.overloadpacket for op in ops} <= {torch.ops.aten.bmm, torch.ops.aten.baddbmm}
+    with FlopCounterMode(display=False) as counter:
+        kernels.replay(ops)
+    assert counter.get_total_flops() == training_step_flops(shape, int(cfg.train.batch_size))
+    flash = [op for op in kernels.record_step(cfg) if "attention" in op.func.__name__]
+    assert len(flash) == 2 * shape.n_layers  # forward and backward of every layer
+    assert kernels.replays_per_s(ops, 0.01) > 0

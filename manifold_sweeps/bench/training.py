@@ -5,7 +5,9 @@ after round, in this process on this machine's default device: one run trained b
 (`train_pack` with one run), the same with `train.compile=true`, and the same model and data
 trained the textbook way (`textbook.py`). Every window skips the first steps (warm-up; for the
 compiled run, the compilation) and covers only training steps: ours includes the snapshots at the
-preset's interval, which the textbook loop does not take.
+preset's interval, which the textbook loop does not take. A fourth, timed in the same rounds, is
+not a training run: the kernels that carry the step's FLOPs, replayed alone (`kernels.py`), which
+bound what any arrangement of those kernels could reach.
 
 Figures, per preset:
 - <preset>_steps_per_s, <preset>_compiled_steps_per_s, <preset>_textbook_steps_per_s: medians;
@@ -15,7 +17,11 @@ Figures, per preset:
   from PyTorch's on-disk cache) less a median step;
 - <preset>_gflop_per_step: FLOPs executed per step (bench/flops.py; readout-only last layer), and
   <preset>_textbook_gflop_per_step: what the textbook executes (every position of every layer);
-- <preset>_roofline_fraction (and _compiled_, _textbook_): steps/s x FLOPs per step / the matmul peak.
+- <preset>_roofline_fraction (and _compiled_, _textbook_): steps/s x FLOPs per step / the matmul peak;
+- <preset>_flop_kernels_steps_per_s: the step's FLOP-carrying kernels alone (bench/kernels.py), replayed
+  in the same rounds; _flop_kernels_gflops and _flop_kernels_roofline_fraction: the rate they reach,
+  the ceiling of the roofline fraction with these kernels; _flop_kernels_share: median of the
+  round-by-round ours / kernels, the share of our step's time those kernels take.
 And matmul_peak_gflops (bench/timing.py) with the matrix size that reached it.
 """
 
@@ -23,15 +29,15 @@ from __future__ import annotations
 
 from ..model.transformer import ModelShape
 from ..training.device import resolve_device
-from . import textbook
+from . import kernels, textbook
 from .flops import training_step_flops
 from .runs import pack_configs, train_timed
 from .timing import StepClock, interleaved, matmul_peak_gflops, median, median_ratio
 
 PRESETS = ("paper", "reference_code")
 # Steps per timed run: a few seconds each on a 2-core CPU.
-FULL = dict(steps={"paper": 300, "reference_code": 150}, warmup=10, rounds=5)
-QUICK = dict(steps={"paper": 6, "reference_code": 6}, warmup=2, rounds=1)
+FULL = dict(steps={"paper": 300, "reference_code": 150}, warmup=10, rounds=5, replay_s=2.0)
+QUICK = dict(steps={"paper": 6, "reference_code": 6}, warmup=2, rounds=1, replay_s=0.05)
 
 
 def run(quick: bool = False) -> dict:
@@ -57,12 +63,16 @@ def run(quick: bool = False) -> dict:
             textbook.train(cfg, steps, clock, device)
             return clock.steps_per_s(warmup)
 
+        step_kernels = kernels.record_step(cfg, device)
         rates = interleaved({"ours": lambda: train_timed([cfg]).steps_per_s(warmup), "compiled": compiled,
-                             "textbook": baseline}, plan["rounds"], f"{preset} ")
+                             "textbook": baseline,
+                             "kernels": lambda: kernels.replays_per_s(step_kernels, plan["replay_s"], device)},
+                            plan["rounds"], f"{preset} ")
         shape = ModelShape.from_config(cfg)
         flops = training_step_flops(shape, int(cfg.train.batch_size))
         flops_textbook = training_step_flops(shape, int(cfg.train.batch_size), packed=False)
         ours, fast, base = median(rates["ours"]), median(rates["compiled"]), median(rates["textbook"])
+        ceiling = median(rates["kernels"])
         figures.update({
             f"{preset}_steps_per_s": round(ours, 2),
             f"{preset}_compiled_steps_per_s": round(fast, 2),
@@ -75,6 +85,10 @@ def run(quick: bool = False) -> dict:
             f"{preset}_roofline_fraction": round(ours * flops / (peak * 1e9), 3),
             f"{preset}_compiled_roofline_fraction": round(fast * flops / (peak * 1e9), 3),
             f"{preset}_textbook_roofline_fraction": round(base * flops_textbook / (peak * 1e9), 3),
+            f"{preset}_flop_kernels_steps_per_s": round(ceiling, 2),
+            f"{preset}_flop_kernels_gflops": round(ceiling * flops / 1e9, 1),
+            f"{preset}_flop_kernels_roofline_fraction": round(ceiling * flops / (peak * 1e9), 3),
+            f"{preset}_flop_kernels_share": round(median_ratio(rates["ours"], rates["kernels"]), 3),
         })
     figures["device"] = device
     return figures
