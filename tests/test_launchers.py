@@ -10,11 +10,9 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException, InstantiationException
 from hydra.types import HydraContext
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
-from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher as SubmititSlurmLauncher
 from hydra_plugins.manifold_sweeps_launcher import slurm_launcher
-from hydra_plugins.manifold_sweeps_launcher.slurm_launcher import SlurmLauncher, cluster_max_array_size
+from hydra_plugins.manifold_sweeps_launcher.slurm_launcher import cluster_max_array_size
 from manifold_sweeps.config.validation import ConfigError
 from manifold_sweeps.launch.packs import Job
 from manifold_sweeps.paths import CONF_DIR
@@ -31,14 +29,27 @@ def base_class(launcher, name: str) -> type:
     return next(c for c in type(launcher).__mro__ if f"{c.__module__}.{c.__qualname__}" == name)
 
 
+def launcher_for(*overrides: str):
+    """The launcher of a multirun set up as Hydra sets it up (config and context), with no cluster."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+        context = HydraContext(config_loader=GlobalHydra.instance().config_loader(), callbacks=Callbacks(cfg))
+    launcher = instantiate(cfg.hydra.launcher)
+    launcher.setup(hydra_context=context, task_function=None, config=cfg)
+    return launcher
+
+
 def test_the_default_launcher_is_hydras_basic_one_and_with_pack_size_1_leaves_every_job_to_it(monkeypatch):
     launcher_cfg = compose_hydra().hydra.launcher
     assert launcher_cfg == {"_target_": "hydra_plugins.manifold_sweeps_launcher.in_process_launcher.InProcessLauncher",
                             "pack_size": 1}
-    launcher = instantiate(launcher_cfg)
+    launcher = launcher_for("experiment=smoke")
     hydras = base_class(launcher, "hydra._internal.core_plugins.basic_launcher.BasicLauncher")
     monkeypatch.setattr(hydras, "launch", lambda self, overrides, idx: ("hydra's", overrides, idx))
     assert launcher.launch([["seed=0"], ["seed=1"]], 3) == ("hydra's", [["seed=0"], ["seed=1"]], 3)
+    # but only once every job is valid
+    with pytest.raises(ConfigError, match=r"1 of 2 jobs have bad values; nothing was started:\n  job #4 \(curriculum=single task.m=99\)"):
+        launcher.launch([["seed=0"], ["curriculum=single", "task.m=99"]], 3)
 
 
 def test_the_slurm_preset_asks_for_one_gpu_and_requeues_and_every_field_can_be_overridden():
@@ -135,13 +146,9 @@ def test_a_sweep_larger_than_the_array_limit_goes_out_as_several_arrays(
         submitted.append((list(job_overrides), initial_job_idx))
         return [f"return of job {initial_job_idx + i}" for i in range(len(job_overrides))]
 
-    monkeypatch.setattr(SubmititSlurmLauncher, "launch", record)
     monkeypatch.setattr(slurm_launcher, "cluster_max_array_size", lambda: cluster_limit)
-    cfg = compose_hydra("hydra/launcher=slurm", f"hydra.launcher.max_array_size={max_array_size or 'null'}")
-    params = OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
-    params.pop("_target_")
-    launcher = SlurmLauncher(**params)
-    launcher.config = cfg
+    launcher = slurm_launcher_for(f"hydra.launcher.max_array_size={max_array_size or 'null'}")
+    monkeypatch.setattr(base_class(launcher, SUBMITIT_SLURM), "launch", record)
 
     sweep = [[f"seed={s}"] for s in range(7)]
     returns = launcher.launch(sweep, initial_job_idx=5)
@@ -152,13 +159,7 @@ def test_a_sweep_larger_than_the_array_limit_goes_out_as_several_arrays(
 
 
 def slurm_launcher_for(*overrides: str):
-    """A SLURM launcher set up as Hydra sets it up for a multirun (config and context), with no cluster."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["hydra/launcher=slurm", *overrides], return_hydra_config=True)
-        context = HydraContext(config_loader=GlobalHydra.instance().config_loader(), callbacks=Callbacks(cfg))
-    launcher = instantiate(cfg.hydra.launcher)
-    launcher.setup(hydra_context=context, task_function=None, config=cfg)
-    return launcher
+    return launcher_for("hydra/launcher=slurm", *overrides)
 
 
 SUBMITIT_SLURM = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"

@@ -84,9 +84,10 @@ def test_a_packed_multirun_writes_run_directories_an_unpacked_one_would_and_a_re
     assert f"{first} is already completed; skipping it" in (first / "manifold_sweeps.log").read_text()
 
 
-def test_a_bad_value_in_a_packed_sweep_stops_it_before_any_run_starts(tmp_path):
-    proc = run_cli("-m", "experiment=smoke", "curriculum=single", "task.m=1,9", "hydra.launcher.pack_size=2",
-                   f"hydra.sweep.dir={tmp_path}", check=False)
+@pytest.mark.parametrize("launcher,pack_size", [("in_process", 1), ("in_process", 2), ("local", 1)])
+def test_a_bad_value_in_a_sweep_stops_it_before_any_run_starts(tmp_path, launcher, pack_size):
+    proc = run_cli("-m", "experiment=smoke", "curriculum=single", "task.m=1,9", f"hydra/launcher={launcher}",
+                   f"hydra.launcher.pack_size={pack_size}", f"hydra.sweep.dir={tmp_path}", check=False)
     assert proc.returncode != 0
     assert "job #1 (experiment=smoke curriculum=single task.m=9): task.m=9 is not allowed" in proc.stderr
     assert "allowed: 1..5" in proc.stderr

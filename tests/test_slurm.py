@@ -217,17 +217,19 @@ def test_the_papers_sweep_of_120_runs_is_submitted_as_one_job_array(slurm_client
 
 
 def test_a_sweep_above_the_array_limit_splits_and_a_failing_job_leaves_the_others_completed(slurm_env, tmp_path):
-    # task.m=9 cannot fit the smoke preset's sequence: that job fails when it starts.
-    proc = run_sweep(slurm_env, tmp_path, "experiment=smoke", "curriculum=single", "task.m=1,2,9",
+    # A bad value would stop the sweep before submission; a GPU the node lacks fails the job when it starts.
+    proc = run_sweep(slurm_env, tmp_path, "experiment=smoke", "train.device=cpu,auto,cuda",
                      "hydra.launcher.max_array_size=2")
     assert proc.returncode != 0
     runs = run_dirs(tmp_path)
     states = {name.split(",")[-1]: read_status(d) for name, d in runs.items()}
-    assert {m: s["state"] for m, s in states.items()} == {"task.m=1": "completed", "task.m=2": "completed",
-                                                           "task.m=9": "failed"}
-    assert "task.m=9 is not allowed" in states["task.m=9"]["error"]
+    assert {k: s["state"] for k, s in states.items()} == {"train.device=cpu": "completed",
+                                                           "train.device=auto": "completed",
+                                                           "train.device=cuda": "failed"}
+    assert "train.device=cuda is not available" in states["train.device=cuda"]["error"]
 
-    first, second, third = (slurm_id(d) for d in runs.values())
+    by_device = {name.split(",")[-1]: d for name, d in runs.items()}
+    first, second, third = (slurm_id(by_device[f"train.device={x}"]) for x in ("cpu", "auto", "cuda"))  # jobs #0..#2
     array = first.split("_")[0]
     assert (first, second) == (f"{array}_0", f"{array}_1") and "_" not in third  # an array of 2, then a single job
     assert [state for _, state, _ in sacct(slurm_env, array, 2)] == ["COMPLETED"] * 2

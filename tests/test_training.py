@@ -150,6 +150,16 @@ def test_bad_input_fails_before_training_and_is_recorded(tmp_path):
     assert read_status(tmp_path)["state"] == "failed" and not (tmp_path / "trajectory.npy").exists()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_a_gpu_the_machine_lacks_fails_the_run_and_is_recorded(tmp_path):
+    """Checked where the job runs (a SLURM login node has no GPU either), and recorded like a bad value."""
+    cfg = compose_config("experiment=smoke", "train.device=cuda")
+    with pytest.raises(ConfigError, match="train.device=cuda is not available"):
+        train(cfg, tmp_path)
+    status = read_status(tmp_path)
+    assert status["state"] == "failed" and "allowed here: auto, cpu" in status["error"]
+
+
 def test_a_crash_is_recorded_as_failed_with_its_error(smoke_cfg, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("evaluation exploded")

@@ -4,7 +4,8 @@ hydra-submitit's `launch` submits one task per entry of the list it is given, an
 the (pickled) launcher with the entry's overrides and number. With pack_size > 1 the entries are one
 label per pack (they are only logged), the packs travel in `self.packs`, and `__call__` trains the
 pack whose index comes as the job number. submitit requeues a task with the same arguments, so a
-preempted pack resumes as the same pack. pack_size=1 leaves hydra-submitit's behaviour unchanged.
+preempted pack resumes as the same pack. pack_size=1 leaves hydra-submitit's behaviour unchanged,
+but for the validation of every job before anything is submitted.
 
 (A module name starting with "_": Hydra's plugin scan skips it; the launchers import it.)
 """
@@ -15,7 +16,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, setup_globals
 
 from manifold_sweeps.launch.packs import (
-    Job, compose_jobs, in_sweep_order, plan_packs, run_pack_jobs, sweep_jobs,
+    Job, compose_jobs, in_sweep_order, plan_packs, run_pack_jobs, sweep_jobs, validate_sweep,
 )
 
 
@@ -28,6 +29,7 @@ class SubmititPacking:
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         if self.pack_size == 1:
             self.packs = None
+            validate_sweep(self.hydra_context, self.config, job_overrides, initial_job_idx)
             return self.submit(job_overrides, initial_job_idx)
         jobs = sweep_jobs(job_overrides, initial_job_idx)
         packs = plan_packs(jobs, compose_jobs(self.hydra_context, self.config, jobs), self.pack_size)

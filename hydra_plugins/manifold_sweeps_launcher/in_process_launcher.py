@@ -1,9 +1,10 @@
 """The launcher behind `hydra/launcher=in_process` (conf/hydra/launcher/in_process.yaml), our default:
 Hydra's basic launcher (jobs one after another in this process), plus packed seeds.
 
-`hydra.launcher.pack_size=1` (the default) is Hydra's basic launcher unchanged. With N > 1 every job
-is composed and validated first, then the jobs that differ only in per-run keys train together, up to
-N per pack, one pack after another (manifold_sweeps/launch/packs.py).
+Every job is composed and validated first, so a bad value in the last job stops the sweep before the
+first one trains. Then `hydra.launcher.pack_size=1` (the default) is Hydra's basic launcher; with
+N > 1 the jobs that differ only in per-run keys train together, up to N per pack, one pack after
+another (manifold_sweeps/launch/packs.py).
 """
 
 # No `from __future__ import annotations`: Hydra imports plugin modules without registering them in
@@ -18,7 +19,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, configure_log, setup_globals
 
 from manifold_sweeps.launch.packs import (
-    check_pack_size, compose_jobs, in_sweep_order, plan_packs, run_pack_jobs, sweep_jobs,
+    check_pack_size, compose_jobs, in_sweep_order, plan_packs, run_pack_jobs, sweep_jobs, validate_sweep,
 )
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,11 @@ class InProcessLauncher(HydraBasicLauncher):
         self.pack_size = pack_size
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        if self.pack_size == 1:
-            return super().launch(job_overrides, initial_job_idx)
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        if self.pack_size == 1:
+            validate_sweep(self.hydra_context, self.config, job_overrides, initial_job_idx)
+            return super().launch(job_overrides, initial_job_idx)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         jobs = sweep_jobs(job_overrides, initial_job_idx)
         configs = compose_jobs(self.hydra_context, self.config, jobs)

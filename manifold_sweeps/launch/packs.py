@@ -1,7 +1,7 @@
 """Packed seeds in a Hydra multirun: `hydra.launcher.pack_size=N` with our basic, local and slurm launchers.
 
-With pack_size > 1 a launcher composes and validates every job of the sweep before any work starts,
-groups the jobs whose configs differ only in per-run keys (seed, task.m, optimizer.lr, curriculum,
+Whatever the pack size, a launcher composes and validates every job of the sweep before any work
+starts (`validate_sweep`). With pack_size > 1 it then groups the jobs whose configs differ only in per-run keys (seed, task.m, optimizer.lr, curriculum,
 ...: `training/packing.py`) into packs of at most N, and trains each pack in one process
 (`app.run_pack`: stacked weights, one set per run). Every job keeps its own output directory, prepared
 by Hydra's own `run_job` (the directory, `hydra.runtime.output_dir`, `.hydra/config.yaml`,
@@ -78,9 +78,9 @@ def task_config(sweep_config: DictConfig) -> DictConfig:
     return cfg
 
 
-def plan_packs(jobs: list[Job], sweep_configs: list[DictConfig], pack_size: int) -> list[list[int]]:
-    """Validate every job (one ConfigError naming each bad job's overrides and key), then pack them:
-    indices into jobs, packs of at most pack_size that share every key outside PER_RUN_KEYS."""
+def validate_jobs(jobs: list[Job], sweep_configs: list[DictConfig]) -> list[DictConfig]:
+    """Every job's task config, once all are valid; else one ConfigError naming each bad job's
+    overrides and key, before any job starts."""
     cfgs = [task_config(c) for c in sweep_configs]
     errors = []
     for job, cfg in zip(jobs, cfgs):
@@ -91,7 +91,21 @@ def plan_packs(jobs: list[Job], sweep_configs: list[DictConfig], pack_size: int)
     if errors:
         raise ConfigError(f"{len(errors)} of {len(jobs)} jobs have bad values; nothing was started:\n"
                           + "\n".join(errors))
-    packs = form_packs(cfgs, pack_size)
+    return cfgs
+
+
+def validate_sweep(hydra_context: HydraContext, config: DictConfig, job_overrides: Sequence[Sequence[str]],
+                   initial_job_idx: int) -> None:
+    """validate_jobs for a launcher that then launches the jobs its own way (pack_size=1)."""
+    jobs = sweep_jobs(job_overrides, initial_job_idx)
+    log.info("composing and validating the %d jobs of the sweep before starting any", len(jobs))
+    validate_jobs(jobs, compose_jobs(hydra_context, config, jobs))
+
+
+def plan_packs(jobs: list[Job], sweep_configs: list[DictConfig], pack_size: int) -> list[list[int]]:
+    """Validate every job (validate_jobs), then pack them: indices into jobs, packs of at most
+    pack_size that share every key outside PER_RUN_KEYS."""
+    packs = form_packs(validate_jobs(jobs, sweep_configs), pack_size)
     log.info("%d jobs in %d pack(s) of at most %d (jobs that differ only in per-run keys share a pack)",
              len(jobs), len(packs), pack_size)
     for k, pack in enumerate(packs):

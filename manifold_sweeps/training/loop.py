@@ -105,6 +105,7 @@ def train_pack(
         try:
             _ensure_config_file(cfg, run_dir)
             validate(cfg)
+            resolve_device(cfg.train.device)  # where the job runs: a login node may have no GPU
             _check_same_run(cfg, run_dir)
         except ConfigError as err:
             StatusWriter(run_dir).update(state="failed", error=str(err), ended_at=now_iso())
