@@ -1,6 +1,8 @@
 """Training end to end, in process: run directory contents, reproducibility, divergence, resume."""
 
+import fcntl
 import json
+import os
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ from omegaconf import OmegaConf
 from manifold_sweeps.app import resume_groups, run_pack
 from manifold_sweeps.config.validation import ConfigError
 from manifold_sweeps.rundir.checkpoint import load_checkpoint
+from manifold_sweeps.rundir.lock import LOCK_NAME, RunDirBusy
 from manifold_sweeps.rundir.metrics import load_metrics
 from manifold_sweeps.rundir.status import read_status
 from manifold_sweeps.rundir.trajectory import load_trajectory
@@ -148,6 +151,41 @@ def test_bad_input_fails_before_training_and_is_recorded(tmp_path):
     with pytest.raises(ConfigError, match=r"task.m=9 .*allowed: 1..5"):
         train(cfg, tmp_path)
     assert read_status(tmp_path)["state"] == "failed" and not (tmp_path / "trajectory.npy").exists()
+
+
+def try_lock(run_dir) -> bool:
+    """Whether another open of the run's lock file could take it now (flock locks are per open file)."""
+    fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def test_a_run_directory_is_locked_while_it_trains_and_a_second_process_leaves_it_alone(smoke_cfg, tmp_path):
+    cfg = shrink(smoke_cfg, train__steps=6)
+    seen = []
+    train(cfg, tmp_path / "a", should_stop=lambda: seen.append(try_lock(tmp_path / "a")) or False)
+    assert seen and not any(seen)  # held at every step
+    assert try_lock(tmp_path / "a")  # and released at the end
+
+    # A pack with one run another process holds: nothing is written to either run.
+    (tmp_path / "b").mkdir()
+    fd = os.open(tmp_path / "b" / LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(fd, b"host elsewhere, pid 4242\n")
+        with pytest.raises(RunDirBusy, match=r"b is being trained by another process \(host elsewhere, pid 4242\)"):
+            train_pack([cfg, cfg], [tmp_path / "c", tmp_path / "b"])
+        assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [LOCK_NAME]
+        assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [LOCK_NAME]
+        assert try_lock(tmp_path / "c")  # the lock it took first was given back
+    finally:
+        os.close(fd)
+    assert train_pack([cfg, cfg], [tmp_path / "c", tmp_path / "b"]) == ["completed"] * 2
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")

@@ -34,6 +34,7 @@ from ..config.validation import ConfigError, validate
 from ..model.transformer import ModelShape, Transformer
 from ..rundir.atomic import write_text
 from ..rundir.checkpoint import load_checkpoint, save_checkpoint
+from ..rundir.lock import hold_run_dirs
 from ..rundir.metrics import MetricsLog
 from ..rundir.model_checkpoints import planned_checkpoint_steps, save_model_checkpoint
 from ..rundir.status import StatusWriter, library_versions, now_iso, read_status
@@ -97,30 +98,35 @@ def train_pack(
 
     should_stop is polled every step; when it returns True every active run is checkpointed at the
     current step and ends `interrupted` (preemption). A run already `completed` or `diverged` with
-    the same config is skipped; one with a checkpoint resumes from it.
+    the same config is skipped; one with a checkpoint resumes from it; one that another process is
+    training raises RunDirBusy before this one writes anything (rundir/lock.py).
     """
     run_dirs = [Path(d) for d in run_dirs]
-    for cfg, run_dir in zip(cfgs, run_dirs):
+    for run_dir in run_dirs:
         run_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            _ensure_config_file(cfg, run_dir)
-            validate(cfg)
-            resolve_device(cfg.train.device)  # where the job runs: a login node may have no GPU
-            _check_same_run(cfg, run_dir)
-        except ConfigError as err:
-            StatusWriter(run_dir).update(state="failed", error=str(err), ended_at=now_iso())
-            raise
-    check_packable(cfgs)
+    # Before anything is written: a run another process is training is left to it (RunDirBusy).
+    with hold_run_dirs(run_dirs):
+        for cfg, run_dir in zip(cfgs, run_dirs):
+            try:
+                _ensure_config_file(cfg, run_dir)
+                validate(cfg)
+                resolve_device(cfg.train.device)  # where the job runs: a login node may have no GPU
+                _check_same_run(cfg, run_dir)
+            except ConfigError as err:
+                StatusWriter(run_dir).update(state="failed", error=str(err), ended_at=now_iso())
+                raise
+        check_packable(cfgs)
 
-    states = [_finished_state(d) for d in run_dirs]
-    todo = [i for i, s in enumerate(states) if s is None]
-    for i, s in enumerate(states):
-        if s is not None:
-            log.info("%s is already %s; skipping it", run_dirs[i], s)
-    if todo:
-        with _ordered_compiled_kernels(cfgs[0]):
-            for i, state in zip(todo, _train_active([cfgs[i] for i in todo], [run_dirs[i] for i in todo], should_stop)):
-                states[i] = state
+        states = [_finished_state(d) for d in run_dirs]
+        todo = [i for i, s in enumerate(states) if s is None]
+        for i, s in enumerate(states):
+            if s is not None:
+                log.info("%s is already %s; skipping it", run_dirs[i], s)
+        if todo:
+            with _ordered_compiled_kernels(cfgs[0]):
+                for i, state in zip(todo, _train_active([cfgs[i] for i in todo], [run_dirs[i] for i in todo],
+                                                        should_stop)):
+                    states[i] = state
     return states
 
 
