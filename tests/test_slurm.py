@@ -159,7 +159,7 @@ def test_a_gpu_sweep_runs_as_one_array_of_the_expected_tasks_and_every_run_compl
     ids = [slurm_id(d) for d in runs.values()]
     array = ids[0].split("_")[0]
     assert ids == [f"{array}_{i}" for i in range(4)]  # one array, tasks in sweep order
-    assert {read_status(d)["slurm_job_id"] for d in runs.values()} == {array}
+    assert [read_status(d)["slurm_job_id"] for d in runs.values()] == ids
     rows = sacct(slurm_env, array, 4)
     assert [(job, state) for job, state, _ in rows] == [(f"{array}_{i}", "COMPLETED") for i in range(4)]
     assert all("gres/gpu=1" in tres for _, _, tres in rows), rows  # each task held one (fake) GPU

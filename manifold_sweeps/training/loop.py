@@ -235,7 +235,7 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
                 attempts=int(run.status.fields.get("attempts", 0)) + 1,
                 host=socket.gethostname(),
                 pid=os.getpid(),
-                slurm_job_id=os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID"),
+                slurm_job_id=_slurm_job_id(),
                 device=str(device),
                 pack_size=P,
                 versions=library_versions(),
@@ -372,6 +372,12 @@ def _progress_extra(runs: list[Run], loss_sum: torch.Tensor, loss_count: int) ->
     if len(runs) > 1:
         text += f" | runs active {len(active)}/{len(runs)}"
     return text
+
+
+def _slurm_job_id() -> str | None:
+    """The id sacct and scontrol know the job by: "<array>_<task>" for an array task."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")
 
 
 def _wall(run: Run, t_start: float) -> float:
