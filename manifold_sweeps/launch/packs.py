@@ -1,11 +1,12 @@
 """Packed seeds in a Hydra multirun: `hydra.launcher.pack_size=N` with our basic, local and slurm launchers.
 
 Whatever the pack size, a launcher composes and validates every job of the sweep before any work
-starts (`validate_sweep`). With pack_size > 1 it then groups the jobs whose configs differ only in per-run keys (seed, task.m, optimizer.lr, curriculum,
-...: `training/packing.py`) into packs of at most N, and trains each pack in one process
-(`app.run_pack`: stacked weights, one set per run). Every job keeps its own output directory, prepared
-by Hydra's own `run_job` (the directory, `hydra.runtime.output_dir`, `.hydra/config.yaml`,
-`hydra.yaml`, `overrides.yaml`), so a packed run's directory has the format of an unpacked run's.
+starts (`validate_sweep`). With pack_size > 1 it then groups the jobs whose configs differ only in
+per-run keys (seed, task.m, optimizer.lr, curriculum, ...: `training/packing.py`) into packs of at
+most N, and trains each pack in one process (`app.run_pack`: stacked weights, one set per run).
+Every job keeps its own output directory, prepared by Hydra's own `run_job` (the directory,
+`hydra.runtime.output_dir`, `.hydra/config.yaml`, `hydra.yaml`, `overrides.yaml`), so a packed
+run's directory has the format of an unpacked run's.
 Logs: `pack_logs.py`. Each pack also gets `<sweep dir>/packs/<number of its first job>/` for its own log.
 
 Everything here imports lazily what Hydra's plugin scan should not pay for (torch, through training).
