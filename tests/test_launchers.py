@@ -2,14 +2,17 @@
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra._internal.callbacks import Callbacks
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import ConfigCompositionException, InstantiationException
 from hydra.types import HydraContext
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from hydra_plugins.manifold_sweeps_launcher import slurm_launcher
 from hydra_plugins.manifold_sweeps_launcher.slurm_launcher import cluster_max_array_size
@@ -29,27 +32,56 @@ def base_class(launcher, name: str) -> type:
     return next(c for c in type(launcher).__mro__ if f"{c.__module__}.{c.__qualname__}" == name)
 
 
-def launcher_for(*overrides: str):
+def launcher_for(*overrides: str, task_function=None):
     """The launcher of a multirun set up as Hydra sets it up (config and context), with no cluster."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
         context = HydraContext(config_loader=GlobalHydra.instance().config_loader(), callbacks=Callbacks(cfg))
     launcher = instantiate(cfg.hydra.launcher)
-    launcher.setup(hydra_context=context, task_function=None, config=cfg)
+    launcher.setup(hydra_context=context, task_function=task_function, config=cfg)
     return launcher
 
 
-def test_the_default_launcher_is_hydras_basic_one_and_with_pack_size_1_leaves_every_job_to_it(monkeypatch):
-    launcher_cfg = compose_hydra().hydra.launcher
-    assert launcher_cfg == {"_target_": "hydra_plugins.manifold_sweeps_launcher.in_process_launcher.InProcessLauncher",
-                            "pack_size": 1}
-    launcher = launcher_for("experiment=smoke")
-    hydras = base_class(launcher, "hydra._internal.core_plugins.basic_launcher.BasicLauncher")
-    monkeypatch.setattr(hydras, "launch", lambda self, overrides, idx: ("hydra's", overrides, idx))
-    assert launcher.launch([["seed=0"], ["seed=1"]], 3) == ("hydra's", [["seed=0"], ["seed=1"]], 3)
-    # but only once every job is valid
+def test_the_default_launcher_runs_jobs_as_hydras_basic_one_does_composing_each_job_once(tmp_path, monkeypatch):
+    assert compose_hydra().hydra.launcher == {
+        "_target_": "hydra_plugins.manifold_sweeps_launcher.in_process_launcher.InProcessLauncher", "pack_size": 1}
+    composed = []
+    seen = {}
+
+    def task(cfg):
+        hc = HydraConfig.get()
+        seen[kind].append((OmegaConf.to_container(cfg), hc.job.num, hc.job.id, hc.overrides.task,
+                           Path(hc.runtime.output_dir).relative_to(tmp_path / kind).as_posix()))
+        return cfg.seed
+
+    for kind in ("ours", "hydras"):
+        seen[kind] = []
+        launcher = launcher_for("experiment=smoke", f"hydra.sweep.dir={tmp_path / kind}", task_function=task)
+        if kind == "hydras":
+            ours, launcher = launcher, base_class(launcher, "hydra._internal.core_plugins.basic_launcher.BasicLauncher")()
+            launcher.setup(hydra_context=ours.hydra_context, task_function=task, config=ours.config)
+        loader = type(launcher.hydra_context.config_loader)
+        real = loader.load_sweep_config
+        monkeypatch.setattr(loader, "load_sweep_config", lambda self, *a, **k: composed.append(kind) or real(self, *a, **k))
+        returns = launcher.launch([["seed=0"], ["seed=1"]], 3)
+        monkeypatch.setattr(loader, "load_sweep_config", real)
+        assert [r.return_value for r in returns] == [0, 1]
+    # what every job and its directory get is what Hydra's basic launcher gives them
+    assert [s[1:] for s in seen["ours"]] == [(3, "3", ["seed=0"], "seed=0"), (4, "4", ["seed=1"], "seed=1")]
+    assert seen["ours"] == seen["hydras"]
+    for job in ("seed=0", "seed=1"):
+        for name in ("config.yaml", "overrides.yaml"):
+            assert (tmp_path / "ours" / job / ".hydra" / name).read_text() == (tmp_path / "hydras" / job / ".hydra" / name).read_text()
+    # but each job is composed once (for the validation, whose configs then run), as Hydra's launcher does
+    assert composed.count("ours") == composed.count("hydras") == 2
+
+
+def test_the_default_launcher_starts_nothing_unless_every_job_is_valid(tmp_path):
+    ran = []
+    launcher = launcher_for("experiment=smoke", f"hydra.sweep.dir={tmp_path / 'sweep'}", task_function=ran.append)
     with pytest.raises(ConfigError, match=r"1 of 2 jobs have bad values; nothing was started:\n  job #4 \(curriculum=single task.m=99\)"):
         launcher.launch([["seed=0"], ["curriculum=single", "task.m=99"]], 3)
+    assert ran == [] and not (tmp_path / "sweep").exists()
 
 
 def test_the_slurm_preset_asks_for_one_gpu_and_requeues_and_every_field_can_be_overridden():

@@ -96,11 +96,14 @@ def validate_jobs(jobs: list[Job], sweep_configs: list[DictConfig]) -> list[Dict
 
 
 def validate_sweep(hydra_context: HydraContext, config: DictConfig, job_overrides: Sequence[Sequence[str]],
-                   initial_job_idx: int) -> None:
-    """validate_jobs for a launcher that then launches the jobs its own way (pack_size=1)."""
+                   initial_job_idx: int) -> tuple[list[Job], list[DictConfig]]:
+    """Compose every job and validate_jobs; returns the jobs and their composed configs (hydra node
+    included), for a launcher that then runs each job on its own (pack_size=1)."""
     jobs = sweep_jobs(job_overrides, initial_job_idx)
     log.info("composing and validating the %d jobs of the sweep before starting any", len(jobs))
-    validate_jobs(jobs, compose_jobs(hydra_context, config, jobs))
+    configs = compose_jobs(hydra_context, config, jobs)
+    validate_jobs(jobs, configs)
+    return jobs, configs
 
 
 def plan_packs(jobs: list[Job], sweep_configs: list[DictConfig], pack_size: int) -> list[list[int]]:
