@@ -168,6 +168,26 @@ def test_a_grown_sweep_reduces_only_new_or_changed_runs_and_matches_a_fresh_aggr
     assert len(grown.tables["runs"]) == 6
 
 
+def test_cache_entries_of_deleted_runs_are_removed_and_other_sweeps_entries_kept(tmp_path):
+    shared = quiet(out=str(tmp_path / "tables"))
+    a = make_sweep(tmp_path / "a", n_seeds=2, n_conditions=1)
+    b = make_sweep(tmp_path / "b", n_seeds=1, n_conditions=1)
+    aggregate([a], shared)
+    aggregate([b], shared)
+    cache = tmp_path / "tables" / stage.CACHE_DIR
+    per_run = len(list(cache.glob("*.pkl"))) // 3
+    assert per_run >= 2 and len(list(cache.glob("*.pkl"))) == 3 * per_run
+    (cache / "0123456789abcdef0123.effective_rank.pkl").write_bytes(b"not a pickle")
+    shutil.rmtree(a / "seed=1,task.m=1")
+    lines = []
+    again = aggregate([a], quiet(out=str(tmp_path / "tables"), progress_every_s=3600), log=lines.append)
+    assert (again.computed, again.cached) == (0, 1)
+    # a's deleted run and the junk file are gone; b's run, not aggregated now but still there, is kept
+    assert len(list(cache.glob("*.pkl"))) == 2 * per_run
+    assert f"removed {per_run + 1} cache entries of run directories that no longer exist" in "\n".join(lines)
+    assert aggregate([b], shared).cached == 1
+
+
 def test_worker_processes_give_the_same_tables_as_one_process(tmp_path, monkeypatch):
     monkeypatch.setattr(stage, "POOL_MIN_BYTES", 0)  # a tiny sweep would otherwise be reduced in-process
     sweep = make_sweep(tmp_path / "sweep", n_seeds=2, n_conditions=2)

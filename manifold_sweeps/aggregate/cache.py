@@ -4,6 +4,8 @@ One file per run and reducer in `<tables>/.cache/`, written atomically. Its key 
 directory, the reducer's name and version, the options that change results, and the size,
 modification time (ns) and inode of every file the reducer reads: a rewritten or replaced file
 changes the key, and the run is reduced again. A cache file that cannot be read counts as absent.
+Entries of run directories that no longer exist are deleted after each aggregation (`prune`), so a
+cache shared by sweeps whose runs get deleted does not grow without end.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import hashlib
 import os
 import pickle
 from pathlib import Path
+from typing import Iterable
 
 from ..rundir.atomic import atomic_path
 from .reducers import ALWAYS_READ, Reducer, RunOutput
@@ -34,9 +37,12 @@ class RunCache:
     def __init__(self, folder: Path, options: dict, fresh: bool = False):
         self.folder, self.options, self.fresh = Path(folder), options, fresh
 
+    @staticmethod
+    def _digest(run_dir: Path) -> str:
+        return hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:20]
+
     def path(self, run_dir: Path, reducer: str) -> Path:
-        digest = hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:20]
-        return self.folder / f"{digest}.{reducer}.pkl"
+        return self.folder / f"{self._digest(run_dir)}.{reducer}.pkl"
 
     def key(self, run_dir: Path, reducer: Reducer) -> dict:
         return {
@@ -74,3 +80,19 @@ class RunCache:
         if entry is None:
             raise FileNotFoundError(f"no cached {reducer} results for {run_dir} in {self.folder}")
         return entry["arrays"]
+
+    def prune(self, current: Iterable[Path]) -> int:
+        """Delete the entries of run directories that are gone (and unreadable entries); returns how
+        many. Entries of the `current` runs are kept unread; the others are read for the run directory
+        their key names, so another sweep's entries in a shared `--out` survive while its runs exist."""
+        keep = {self._digest(run_dir) for run_dir in current}
+        removed = 0
+        for path in self.folder.glob("*.pkl"):
+            if path.name.split(".", 1)[0] in keep:
+                continue
+            entry = self._read(path)
+            run_dir = entry.get("key", {}).get("run_dir") if isinstance(entry, dict) else None
+            if run_dir is None or not Path(run_dir).is_dir():
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed

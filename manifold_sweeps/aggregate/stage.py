@@ -204,5 +204,8 @@ def aggregate(
     csv = ["runs", *(s.name for s in summaries(cfg))]
     for name, frame in tables.items():
         write_table(out, name, frame, csv=name in csv)
+    pruned = cache.prune(run_dirs)
+    if pruned:
+        log(f"removed {pruned} cache entries of run directories that no longer exist from {cache.folder}")
     result.tables, result.csv, result.seconds = tables, csv, time.monotonic() - t0
     return result
