@@ -29,7 +29,7 @@ from ..rundir.commutators import CommutatorLog, DeltaWriter, write_meta
 from ..task.curriculum import Curriculum
 from ..task.generator import sample_batch, stack_batches
 from ..task.layout import TokenLayout, _name
-from ..training.seeding import generator
+from ..seeding import generator
 from .basis import trajectory_basis
 from .measure import PairResult, measure_pair
 from .projection import projection_stats

@@ -26,7 +26,7 @@ import torch
 
 from ..rundir.commutators import load_commutators, load_deltas, read_meta
 from ..rundir.trajectory import load_trajectory
-from ..training.seeding import generator
+from ..seeding import generator
 from .basis import trajectory_basis
 from .projection import projection_stats
 

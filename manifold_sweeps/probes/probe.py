@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 from ..task.curriculum import Curriculum
 from ..task.layout import TokenLayout, _name
 from ..training.evaluation import build_eval_set
-from ..training.seeding import generator
+from ..seeding import generator
 from .ablation import CHUNK, Variant, ablation_accuracy, random_controls
 from .activations import model_from_checkpoint, residual_stream
 from .sae import QualityAccumulator, SAESettings, SparseAutoencoder, train_sae

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ..model.transformer import Transformer, readout_entropy
 from ..task.generator import sample_batch
 from ..task.layout import TokenLayout
-from .seeding import generator
+from ..seeding import generator
 
 EVAL_CHUNK = 256  # examples per forward pass; bounds memory for large packs
 

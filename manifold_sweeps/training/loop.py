@@ -48,7 +48,7 @@ from .evaluation import build_eval_set, evaluate
 from .optimizers import PackedOptimizer, clip_grad_norm_per_run
 from .packing import check_packable, config_fingerprint
 from .progress import Progress
-from .seeding import generator, stream_seed
+from ..seeding import generator, stream_seed
 
 log = logging.getLogger(__name__)
 
