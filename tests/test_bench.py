@@ -3,8 +3,10 @@ timing helpers time the real loop, and `python -m manifold_sweeps.bench --quick`
 
 import json
 import random
+import resource
 import subprocess
 import sys
+import tempfile
 import types
 
 import pytest
@@ -14,6 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from manifold_sweeps.bench import __main__ as harness
 from manifold_sweeps.bench import kernels, textbook
+from manifold_sweeps.bench import training as bench_training
 from manifold_sweeps.bench.flops import training_step_flops
 from manifold_sweeps.bench.runs import pack_configs, train_timed
 from manifold_sweeps.bench.timing import StepClock, interleaved
@@ -152,6 +155,18 @@ def test_a_failing_benchmark_module_reports_its_error(tmp_path, monkeypatch, res
     assert error in json.loads((tmp_path / "figures.json").read_text())["error"]
 
 
+def test_the_textbook_baseline_trains_with_default_malloc_and_ours_without_its_page_faults():
+    """The baseline runs in a child process: our loop's malloc options (training/allocator.py) would
+    otherwise carry over to it in the benchmark's process, and cannot be undone there."""
+    rate, faults = bench_training.textbook_in_child("paper", steps=30, warmup=15, device="cpu")
+    assert rate > 0 and faults > 100  # glibc's default: fresh pages for the large tensors of every step
+    marks = []
+    cfg = pack_configs("paper", [0], 30)[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        train_pack([cfg], [tmp], should_stop=lambda: marks.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt))
+    assert (marks[-1] - marks[15]) / (len(marks) - 16) < faults / 5
+
+
 @pytest.mark.slow
 def test_make_bench_quick_writes_every_figure(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "manifold_sweeps.bench", "--quick", "--out", str(tmp_path)],
@@ -167,7 +182,8 @@ def test_make_bench_quick_writes_every_figure(tmp_path):
         for key in ("steps_per_s", "compiled_steps_per_s", "textbook_steps_per_s", "speedup_vs_textbook",
                     "compiled_speedup_vs_textbook", "gflop_per_step", "roofline_fraction",
                     "compiled_roofline_fraction", "textbook_roofline_fraction", "flop_kernels_steps_per_s",
-                    "flop_kernels_gflops", "flop_kernels_roofline_fraction", "flop_kernels_share"):
+                    "flop_kernels_gflops", "flop_kernels_roofline_fraction", "flop_kernels_share",
+                    "textbook_page_faults_per_step"):
             assert training[f"{preset}_{key}"] > 0, key
         assert isinstance(training[f"{preset}_compile_s"], float)
     assert training["matmul_peak_gflops"] > 0 and training["paper_gflop_per_step"] == pytest.approx(1.3253, abs=1e-4)

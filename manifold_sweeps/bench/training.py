@@ -1,9 +1,11 @@
 """Benchmark: training throughput of the presets, against the textbook implementation and the roofline.
 
 For each of the `paper` and `reference_code` presets, three candidates are timed in turn, round
-after round, in this process on this machine's default device: one run trained by the real loop
-(`train_pack` with one run), the same with `train.compile=true`, and the same model and data
-trained the textbook way (`textbook.py`). Every window skips the first steps (warm-up; for the
+after round, on this machine's default device: one run trained by the real loop (`train_pack` with
+one run) and the same with `train.compile=true`, in this process, and the same model and data
+trained the textbook way (`textbook.py`) in a child process of its own, started afresh every round:
+our loop sets the process's malloc options (training/allocator.py), which a textbook implementation
+would not have and which cannot be undone in the process that set them. Every window skips the first steps (warm-up; for the
 compiled run, the compilation) and covers only training steps: ours includes the snapshots at the
 preset's interval, which the textbook loop does not take. A fourth, timed in the same rounds, is
 not a training run: the kernels that carry the step's FLOPs, replayed alone (`kernels.py`), which
@@ -13,6 +15,8 @@ Figures, per preset:
 - <preset>_steps_per_s, <preset>_compiled_steps_per_s, <preset>_textbook_steps_per_s: medians;
 - <preset>_speedup_vs_textbook, <preset>_compiled_speedup_vs_textbook: medians of the
   round-by-round ratios;
+- <preset>_textbook_page_faults_per_step: minor page faults per timed textbook step (median), which
+  shows the baseline ran with the C library's default malloc (hundreds per step; ours: under 10);
 - <preset>_compile_s: the compiled run's first step in the first round (compilation, or loading it
   from PyTorch's on-disk cache) less a median step;
 - <preset>_gflop_per_step: FLOPs executed per step (bench/flops.py; readout-only last layer), and
@@ -26,6 +30,14 @@ And matmul_peak_gflops (bench/timing.py) with the matrix size that reached it.
 """
 
 from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+
+import torch
 
 from ..model.transformer import ModelShape
 from ..training.device import resolve_device
@@ -58,10 +70,12 @@ def run(quick: bool = False) -> dict:
             first_steps.append(clock.times[1] - clock.times[0])
             return clock.steps_per_s(warmup)
 
+        textbook_faults = []
+
         def baseline():
-            clock = StepClock()
-            textbook.train(cfg, steps, clock, device)
-            return clock.steps_per_s(warmup)
+            rate, faults = textbook_in_child(preset, steps, warmup, device)
+            textbook_faults.append(faults)
+            return rate
 
         step_kernels = kernels.record_step(cfg, device)
         rates = interleaved({"ours": lambda: train_timed([cfg]).steps_per_s(warmup), "compiled": compiled,
@@ -79,6 +93,7 @@ def run(quick: bool = False) -> dict:
             f"{preset}_textbook_steps_per_s": round(base, 2),
             f"{preset}_speedup_vs_textbook": round(median_ratio(rates["ours"], rates["textbook"]), 3),
             f"{preset}_compiled_speedup_vs_textbook": round(median_ratio(rates["compiled"], rates["textbook"]), 3),
+            f"{preset}_textbook_page_faults_per_step": round(median(textbook_faults), 1),
             f"{preset}_compile_s": round(first_steps[0] - 1 / fast, 1),
             f"{preset}_gflop_per_step": round(flops / 1e9, 4),
             f"{preset}_textbook_gflop_per_step": round(flops_textbook / 1e9, 4),
@@ -92,3 +107,41 @@ def run(quick: bool = False) -> dict:
         })
     figures["device"] = device
     return figures
+
+
+def textbook_in_child(preset: str, steps: int, warmup: int, device: str) -> tuple[float, float]:
+    """(steps/s, minor page faults per step) of the textbook loop after `warmup` steps, trained in a
+    fresh `python -m manifold_sweeps.bench.training --textbook` process with this one's threads."""
+    command = [sys.executable, "-m", __name__, "--textbook", preset, "--steps", str(steps), "--warmup", str(warmup),
+               "--device", device, "--threads", str(torch.get_num_threads())]
+    proc = subprocess.run(command, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"textbook child {command} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result["steps_per_s"], result["page_faults_per_step"]
+
+
+def _textbook_child(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m manifold_sweeps.bench.training")
+    parser.add_argument("--textbook", required=True, choices=PRESETS, help="the preset to train the textbook way")
+    parser.add_argument("--steps", type=int, required=True)
+    parser.add_argument("--warmup", type=int, required=True, help="steps left out of the rate")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, required=True, help="torch.set_num_threads")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg = pack_configs(args.textbook, [0], args.steps)[0]
+    clock, faults = StepClock(), []
+
+    def on_step():
+        clock()
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
+
+    textbook.train(cfg, args.steps, on_step, args.device)
+    timed = len(faults) - 1 - args.warmup
+    print(json.dumps({"steps_per_s": clock.steps_per_s(args.warmup),
+                      "page_faults_per_step": (faults[-1] - faults[args.warmup]) / timed}))
+
+
+if __name__ == "__main__":
+    _textbook_child(sys.argv[1:])

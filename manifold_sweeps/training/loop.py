@@ -73,6 +73,7 @@ class Run:
     curriculum: Curriculum
     data_gen: torch.Generator  # training batches, on the training device
     schedule_gen: torch.Generator  # which m each batch has (mixed), on the CPU
+    per_batch_positions: bool  # task.positions == per_batch
     status: StatusWriter
     trajectory: TrajectoryWriter | None = None
     metrics: MetricsLog | None = None
@@ -196,6 +197,7 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
                 curriculum=Curriculum(cfg.curriculum, cfg.task.m, total),
                 data_gen=generator(cfg.seed, "train/data", device),
                 schedule_gen=generator(cfg.seed, "train/schedule"),
+                per_batch_positions=_name(cfg.task.positions) == "per_batch",
                 status=StatusWriter(run_dir),
             )
         )
@@ -224,7 +226,7 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
             eval_ms = list(run.cfg.train.eval_ms) if run.cfg.train.eval_ms is not None else run.curriculum.m_set
             run.eval_set = build_eval_set(
                 run.layout, eval_ms, int(run.cfg.train.eval_examples), int(run.cfg.seed), batch_size,
-                _name(run.cfg.task.positions) == "per_batch", device,
+                run.per_batch_positions, device,
             )
             run.status.update(
                 state="running",
@@ -257,11 +259,14 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
     loss_count = runs[0].resumed_loss[1]
     nonfinite = torch.zeros(P, dtype=torch.bool, device=device)
     progress = Progress(total, start, float(cfg0.train.progress_every_s), log)
+    # Read once: a config lookup costs microseconds, and the loop below runs for every step.
+    checkpoint_every, eval_every = int(cfg0.train.checkpoint_every), int(cfg0.train.eval_every)
+    planned_set = set(planned)
     step = start
     try:
         while True:
             # --- checkpoint: the state after `step` updates -----------------------------------------
-            if step > start and step % int(cfg0.train.checkpoint_every) == 0:
+            if step > start and step % checkpoint_every == 0:
                 _check_divergence(runs, nonfinite, step)
                 _checkpoint(runs, model, opt, step, loss_sum, loss_count, t_start)
             if should_stop():
@@ -274,7 +279,7 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
                 log.warning("stop requested: checkpointed at step %d; a relaunch resumes from there", step)
                 break
             # --- snapshot and evaluation ----------------------------------------------------------
-            if step in planned:
+            if step in planned_set:
                 _check_divergence(runs, nonfinite, step)
                 snap = torch.stack([w.detach() for w in mats], dim=1).cpu().numpy()  # (P, L*4, d, d)
                 for run in runs:
@@ -287,7 +292,7 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
                 for run in runs:
                     if run.active and step in probe_steps[run.index]:
                         save_model_checkpoint(run.dir, step, model.run_state(run.index), shape, run.cfg)
-            if is_eval_step(step, total, int(cfg0.train.eval_every)):
+            if is_eval_step(step, total, eval_every):
                 _check_divergence(runs, nonfinite, step)
                 train_loss = (loss_sum / max(loss_count, 1)).tolist()
                 for run, results in zip(runs, evaluate(model, [r.eval_set for r in runs])):
@@ -317,7 +322,7 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
             # --- forward / backward / update ------------------------------------------------------
             batches = [
                 sample_batch(r.layout, r.curriculum.draw_m(step, r.schedule_gen), batch_size, r.data_gen,
-                             _name(r.cfg.task.positions) == "per_batch")
+                             r.per_batch_positions)
                 for r in runs
             ]
             tokens, labels = stack_batches(batches)  # (P, B, T), (P, B)
