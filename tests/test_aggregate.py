@@ -18,6 +18,7 @@ from manifold_sweeps.aggregate.windows import trajectory_windows
 from manifold_sweeps.bench.aggregation import write_synthetic_sweep
 from manifold_sweeps.config.schema import AggregateConfig, Reference
 from manifold_sweeps.config.validation import ConfigError
+from manifold_sweeps.report.freshness import tables_are_stale
 from manifold_sweeps.rundir.status import STALE_AFTER_S, StatusWriter
 from manifold_sweeps.rundir.trajectory import load_trajectory
 
@@ -186,6 +187,28 @@ def test_cache_entries_of_deleted_runs_are_removed_and_other_sweeps_entries_kept
     assert len(list(cache.glob("*.pkl"))) == 2 * per_run
     assert f"removed {per_run + 1} cache entries of run directories that no longer exist" in "\n".join(lines)
     assert aggregate([b], shared).cached == 1
+
+
+def test_an_aggregation_stopped_while_writing_leaves_tables_the_report_sees_as_stale(tmp_path, monkeypatch):
+    sweep = make_sweep(tmp_path / "sweep", n_seeds=2, n_conditions=1)
+    aggregate([sweep], quiet())
+    tables = sweep / "tables"
+    assert not tables_are_stale([sweep], tables, sweep / "report")
+    make_sweep(tmp_path / "more", n_seeds=3, n_conditions=1)
+    shutil.copytree(tmp_path / "more" / "seed=2,task.m=1", sweep / "seed=2,task.m=1")
+    real = stage.write_table
+
+    def write_until_effective_rank(out, name, frame, csv=False):
+        if name == "effective_rank":
+            raise OSError("disk full")
+        real(out, name, frame, csv=csv)
+
+    monkeypatch.setattr(stage, "write_table", write_until_effective_rank)
+    with pytest.raises(OSError, match="disk full"):
+        aggregate([sweep], quiet())
+    # the runs table, written last, is the old one: the set is older than the sweep, so it is rebuilt
+    assert len(load_table(tables, "runs")) == 2
+    assert tables_are_stale([sweep], tables, sweep / "report")
 
 
 def test_worker_processes_give_the_same_tables_as_one_process(tmp_path, monkeypatch):

@@ -2,7 +2,7 @@
 
     find run directories -> a `runs` row each (state, config, final accuracies)
     -> every reducer on each completed run not in the cache (in --workers processes)
-    -> combined per-run tables -> summaries -> parquet (+ CSV for runs and summaries)
+    -> combined per-run tables -> summaries -> parquet (+ CSV for runs and summaries), `runs` last
 
 Runs that are not completed, or whose files turn out unreadable while reducing, stay in `runs`
 with their state and reason and are left out of every other table.
@@ -202,8 +202,10 @@ def aggregate(
             tables[summary.name] = summary.build(tables, lambda rid, reducer: cache.arrays(dirs[rid], reducer), cfg)
 
     csv = ["runs", *(s.name for s in summaries(cfg))]
-    for name, frame in tables.items():
-        write_table(out, name, frame, csv=name in csv)
+    # `runs` last: its time stamps the set (report/freshness.py), so an aggregation stopped half-way
+    # leaves an old `runs` behind, older than the sweep's changes, and the set reads as stale.
+    for name in sorted(tables, key=lambda name: name == "runs"):
+        write_table(out, name, tables[name], csv=name in csv)
     pruned = cache.prune(run_dirs)
     if pruned:
         log(f"removed {pruned} cache entries of run directories that no longer exist from {cache.folder}")
