@@ -172,10 +172,10 @@ def test_make_bench_quick_writes_every_figure(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "manifold_sweeps.bench", "--quick", "--out", str(tmp_path)],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "[1/5] training" in proc.stdout and "round 1/1" in proc.stdout  # progress is shown
+    assert "[1/6] training" in proc.stdout and "round 1/1" in proc.stdout  # progress is shown
     report = json.loads((tmp_path / "bench.json").read_text())
     assert report["quick"] and report["machine"]["cores"] >= 1
-    assert set(report["modules"]) == {"training", "packed", "commutator", "aggregation", "probes"}
+    assert set(report["modules"]) == {"training", "packed", "commutator", "aggregation", "probes", "sweep"}
     assert not any("error" in figures for figures in report["modules"].values()), report["modules"]
     training, packed = report["modules"]["training"], report["modules"]["packed"]
     for preset in ("paper", "reference_code"):
@@ -196,6 +196,9 @@ def test_make_bench_quick_writes_every_figure(tmp_path):
     assert modules["commutator"]["commutator_overhead_pct"] > 0 and modules["commutator"]["commutator_files_mb"] > 0
     assert any(k.startswith("aggregate_") and k.endswith("_wall_s") for k in modules["aggregation"])
     assert any(k.startswith("probes_") and k.endswith("_run_wall_s") for k in modules["probes"])
+    sweep = modules["sweep"]  # the paper's sweep through the real command, cut to 2 seeds x 2 m x 4 steps
+    assert (sweep["sweep_runs"], sweep["sweep_completed"], sweep["sweep_steps_per_run"]) == (4, 4, 4)
+    assert sweep["sweep_wall_s"] > 0 and sweep["sweep_device"] == "cpu"
     table = (tmp_path / "bench.md").read_text()
     assert "| training | paper_speedup_vs_textbook |" in table and "| packed | versus_wall_speedup |" in table
 
