@@ -287,7 +287,7 @@ def test_commutators_are_recorded_and_leave_training_byte_identical(measured_run
 @pytest.mark.slow
 def test_a_resumed_run_writes_identical_commutator_records(measured_runs, tmp_path, monkeypatch):
     cfg = compose_config(*SMOKE, "seed=1", "commutator.save_deltas=all")  # measured_runs/"all"; checkpoints every 20
-    real, calls = loop.sample_batch, {"n": 0}
+    real, calls = loop.sample_batches, {"n": 0}
 
     def crashing(*args, **kwargs):
         calls["n"] += 1
@@ -295,11 +295,11 @@ def test_a_resumed_run_writes_identical_commutator_records(measured_runs, tmp_pa
             raise RuntimeError("node lost")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(loop, "sample_batch", crashing)
+    monkeypatch.setattr(loop, "sample_batches", crashing)
     with pytest.raises(RuntimeError):
         train(cfg, tmp_path / "split")
     assert load_commutators(tmp_path / "split").step.max() == 20
-    monkeypatch.setattr(loop, "sample_batch", real)
+    monkeypatch.setattr(loop, "sample_batches", real)
     assert train(cfg, tmp_path / "split") == "completed"
     whole, split = measured_runs / "all", tmp_path / "split"
     assert load_commutators(whole).equals(load_commutators(split))

@@ -27,8 +27,8 @@ def run_files(run_dir):
 
 
 def signal_at_batch(monkeypatch, n, sig):
-    """Send `sig` to this process while batch n is drawn (for step n-1): the loop stops at step n."""
-    real, calls = loop.sample_batch, {"n": 0}
+    """Send `sig` to this process while the batches of step n-1 are drawn: the loop stops at step n."""
+    real, calls = loop.sample_batches, {"n": 0}
 
     def sampling(*args, **kwargs):
         calls["n"] += 1
@@ -36,7 +36,7 @@ def signal_at_batch(monkeypatch, n, sig):
             os.kill(os.getpid(), sig)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(loop, "sample_batch", sampling)
+    monkeypatch.setattr(loop, "sample_batches", sampling)
 
 
 @pytest.fixture(autouse=True)
@@ -95,7 +95,7 @@ def test_a_signalled_pack_checkpoints_every_run_at_one_step_hands_over_and_resum
     received = []
     submitits = signal.signal(signal.SIGUSR2, lambda signum, frame: received.append(signum))  # stands in for submitit
     try:
-        signal_at_batch(monkeypatch, 3 * 15 + 2, signal.SIGUSR2)  # while the pack draws its batches for step 15
+        signal_at_batch(monkeypatch, 16, signal.SIGUSR2)  # while the pack draws its batches for step 15
         assert run_pack(cfgs, split) == ["interrupted"] * 3
         assert received == [signal.SIGUSR2]  # handed over once, after every run checkpointed
     finally:

@@ -7,7 +7,10 @@ import pytest
 import torch
 
 from manifold_sweeps.task.curriculum import Curriculum
-from manifold_sweeps.task.generator import DISTRACTOR, MARKER, QUERY, VALUE, sample_batch, token_classes
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from manifold_sweeps.task import generator as task_generator
+from manifold_sweeps.task.generator import DISTRACTOR, MARKER, QUERY, VALUE, sample_batch, sample_batches, token_classes
 from manifold_sweeps.task.layout import TokenLayout
 
 from .conftest import compose_config
@@ -101,6 +104,52 @@ def test_mul_labels_use_every_nonzero_residue_of_a_prime_modulus():
     lay = layout(op="mul", modulus=7)
     labels = sample_batch(lay, 4, 4096, gen()).labels
     assert set(labels.tolist()) == set(range(1, 7))
+
+
+def test_a_packs_batches_are_each_runs_own_batch_drawn_alone():
+    # runs of one pack may differ in m, marker scheme, readout, op and placement mode
+    layouts = [layout(), layout(marker_scheme="shared"), layout(), layout(readout="last", op="mul", modulus=7), layout()]
+    ms, per_batch = [3, 3, 1, 2, 3], [False, False, False, True, False]
+    gens, alone_gens = [gen(p) for p in range(5)], [gen(p) for p in range(5)]
+    for _ in range(3):  # successive steps: every run's stream advances exactly as it does alone
+        tokens, labels = sample_batches(layouts, ms, 16, gens, per_batch)
+        alone = [sample_batch(*args) for args in zip(layouts, ms, [16] * 5, alone_gens, per_batch)]
+        assert torch.equal(tokens, torch.stack([b.tokens for b in alone]))
+        assert torch.equal(labels, torch.stack([b.labels for b in alone]))
+
+
+def test_marker_slots_do_not_depend_on_the_batches_drawn_with_them_even_for_tied_keys():
+    lay = layout()
+    keys = torch.rand(6, 4, 26, generator=gen())
+    keys[2, 1] = 0.25
+    keys[2, 1, 5:12] = 0.75  # seven tied largest keys for m = 3: the first three slots win
+    values, tokens = torch.randint(0, 8, (6, 4, 3)), torch.randint(20, 256, (6, 4, 32))
+    together, _ = task_generator._assemble(lay, 3, keys, values, tokens.clone())
+    alone, _ = task_generator._assemble(lay, 3, keys[2:3], values[2:3], tokens[2:3].clone())
+    assert torch.equal(together[2], alone[0]) and together[2, 1].tolist() == [1 + 5, 1 + 6 + 1, 1 + 7 + 2]
+
+
+class _CountOps(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_packs_batches_cost_three_draws_per_run_and_one_assembly_per_kind_of_batch():
+    lay = layout()
+    with _CountOps() as one:
+        sample_batches([lay], [3], 16, [gen()], [False])
+    with _CountOps() as many:
+        sample_batches([lay] * 40, [3] * 40, 16, [gen(p) for p in range(40)], [False] * 40)
+    # per run: its three draws (and a view to stack each); the assembly happens once for all runs
+    assert many.count - one.count <= 39 * 6 + 3
+    with _CountOps() as mixed:
+        sample_batches([lay] * 40, [1 + p % 4 for p in range(40)], 16, [gen(p) for p in range(40)], [False] * 40)
+    assert mixed.count < many.count + 4 * one.count
 
 
 def test_curricula_schedule_m_as_documented():

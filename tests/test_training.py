@@ -117,7 +117,7 @@ def test_an_interrupted_run_resumes_to_the_same_files(tmp_path, overrides, n_pol
 def test_a_crashed_run_resumes_from_its_last_checkpoint_to_the_same_files(tmp_path, monkeypatch, crash_at_batch):
     cfg = compose_config("experiment=smoke", "train.checkpoint_every=10", "train.progress_every_s=0.001")
     train(cfg, tmp_path / "whole")
-    real, calls = loop.sample_batch, {"n": 0}
+    real, calls = loop.sample_batches, {"n": 0}
 
     def crashing(*args, **kwargs):
         calls["n"] += 1
@@ -125,11 +125,11 @@ def test_a_crashed_run_resumes_from_its_last_checkpoint_to_the_same_files(tmp_pa
             raise RuntimeError("node lost")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(loop, "sample_batch", crashing)
+    monkeypatch.setattr(loop, "sample_batches", crashing)
     with pytest.raises(RuntimeError):
         train(cfg, tmp_path / "split")
     assert read_status(tmp_path / "split")["state"] == "failed"
-    monkeypatch.setattr(loop, "sample_batch", real)
+    monkeypatch.setattr(loop, "sample_batches", real)
     assert train(cfg, tmp_path / "split") == "completed"
     last_checkpoint = (crash_at_batch - 1) // 10 * 10  # batch n is drawn for step n-1
     assert read_status(tmp_path / "split")["resumed_at_step"] == (last_checkpoint or None)

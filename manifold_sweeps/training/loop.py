@@ -40,7 +40,7 @@ from ..rundir.model_checkpoints import planned_checkpoint_steps, save_model_chec
 from ..rundir.status import StatusWriter, library_versions, now_iso, read_status
 from ..rundir.trajectory import TrajectoryWriter
 from ..task.curriculum import Curriculum
-from ..task.generator import sample_batch, stack_batches
+from ..task.generator import sample_batches
 from ..task.layout import TokenLayout, _name
 from .allocator import keep_freed_memory
 from .device import resolve_device
@@ -320,12 +320,10 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
             if resets:
                 opt.reset_runs(resets)
             # --- forward / backward / update ------------------------------------------------------
-            batches = [
-                sample_batch(r.layout, r.curriculum.draw_m(step, r.schedule_gen), batch_size, r.data_gen,
-                             r.per_batch_positions)
-                for r in runs
-            ]
-            tokens, labels = stack_batches(batches)  # (P, B, T), (P, B)
+            tokens, labels = sample_batches(  # (P, B, T), (P, B)
+                [r.layout for r in runs], [r.curriculum.draw_m(step, r.schedule_gen) for r in runs], batch_size,
+                [r.data_gen for r in runs], [r.per_batch_positions for r in runs],
+            )
             losses = forward_backward(model, tokens, labels)
             if clipping:
                 clip_grad_norm_per_run(params, max_norms)
