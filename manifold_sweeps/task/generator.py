@@ -98,17 +98,18 @@ def sample_batches(
     groups: dict[tuple, list[int]] = {}
     for p, key in enumerate(zip(layouts, ms, per_batch_positions)):
         groups.setdefault(key, []).append(p)
-    if len(groups) == 1:  # one kind of batch (always for a single run): no copies to put runs back in order
-        tokens = _stacked([d[2] for d in draws])
-        _, labels = _assemble(layouts[0], ms[0], _stacked([d[0] for d in draws]), _stacked([d[1] for d in draws]), tokens)
-        return tokens, labels
+
+    def assembled(layout: TokenLayout, m: int, members: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        keys, values, tokens = (_stacked([draws[p][i] for p in members]) for i in range(3))
+        return tokens, _assemble(layout, m, keys, values, tokens)[1]
+
+    if len(groups) == 1:  # one kind of batch (always for a single run): the runs are already in order
+        return assembled(layouts[0], ms[0], list(range(len(draws))))
     P, device = len(draws), draws[0][2].device
     tokens = torch.empty((P, *draws[0][2].shape), dtype=torch.long, device=device)
     labels = torch.empty((P, batch_size), dtype=torch.long, device=device)
     for (layout, m, _), members in groups.items():
-        group_tokens = _stacked([draws[p][2] for p in members])
-        _, group_labels = _assemble(layout, m, _stacked([draws[p][0] for p in members]),
-                                    _stacked([draws[p][1] for p in members]), group_tokens)
+        group_tokens, group_labels = assembled(layout, m, members)
         index = torch.tensor(members, device=device)
         tokens.index_copy_(0, index, group_tokens)
         labels.index_copy_(0, index, group_labels)

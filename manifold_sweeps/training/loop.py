@@ -39,6 +39,7 @@ from ..rundir.metrics import MetricsLog
 from ..rundir.model_checkpoints import planned_checkpoint_steps, save_model_checkpoint
 from ..rundir.status import StatusWriter, library_versions, now_iso, read_status
 from ..rundir.trajectory import TrajectoryWriter
+from ..seeding import generator, stream_seed
 from ..task.curriculum import Curriculum
 from ..task.generator import sample_batches
 from ..task.layout import TokenLayout, _name
@@ -48,7 +49,6 @@ from .evaluation import build_eval_set, evaluate
 from .optimizers import PackedOptimizer, clip_grad_norm_per_run
 from .packing import check_packable, config_fingerprint
 from .progress import Progress
-from ..seeding import generator, stream_seed
 
 log = logging.getLogger(__name__)
 
