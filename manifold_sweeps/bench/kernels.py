@@ -22,7 +22,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from ..model.transformer import ModelShape, Transformer
-from ..task.generator import sample_batch, stack_batches
+from ..task.generator import sample_batches
 from ..task.layout import TokenLayout
 from ..training.loop import forward_backward_eager
 
@@ -64,7 +64,7 @@ def record_step(cfg: DictConfig, device: str | torch.device = "cpu") -> list[Rec
     layout = TokenLayout.from_config(cfg.task)
     gen = torch.Generator(device=device).manual_seed(int(cfg.seed))
     # m = 1 fits every layout; the number of markers changes no shape.
-    tokens, labels = stack_batches([sample_batch(layout, 1, int(cfg.train.batch_size), gen)])
+    tokens, labels = sample_batches([layout], [1], int(cfg.train.batch_size), [gen], [False])
     recorder = _Recorder()
     with recorder:
         forward_backward_eager(model, tokens, labels)

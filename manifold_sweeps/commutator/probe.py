@@ -26,10 +26,10 @@ from omegaconf import DictConfig
 
 from ..model.transformer import MATRICES, Transformer
 from ..rundir.commutators import CommutatorLog, DeltaWriter, write_meta
-from ..task.curriculum import Curriculum
-from ..task.generator import sample_batch, stack_batches
-from ..task.layout import TokenLayout, _name
 from ..seeding import generator
+from ..task.curriculum import Curriculum
+from ..task.generator import sample_batches
+from ..task.layout import TokenLayout, _name
 from .basis import trajectory_basis
 from .measure import PairResult, measure_pair
 from .projection import projection_stats
@@ -99,9 +99,10 @@ class CommutatorProbe:
                 for r in self.runs]
         ms, results = [], []
         for _ in range(self.samples):
-            pairs = [self._draw_pair(run, step, *g) for run, g in zip(self.runs, gens)]  # per run: (A, B)
-            ms.append([(a.m, b.m) for a, b in pairs])
-            batch_a, batch_b = stack_batches([a for a, _ in pairs]), stack_batches([b for _, b in pairs])
+            # A for every run, then B: each run's streams are its own, so each still draws A, then B.
+            m_a, batch_a = self._draw(step, gens)
+            m_b, batch_b = self._draw(step, gens)
+            ms.append(list(zip(m_a, m_b)))
             results.append(measure_pair(model, batch_a, batch_b, self.eta, self.dtype))
         deltas = torch.stack([r.delta_attention for r in results]).cpu()  # (S, P, L*4, d*d)
         defects = []
@@ -132,12 +133,11 @@ class CommutatorProbe:
             run.deltas.append(step, keep, deltas[keep].float().numpy().reshape(len(keep), self.n_layers, len(MATRICES), d, d))
         return rows
 
-    def _draw_pair(self, run: _RunProbe, step: int, data_gen: torch.Generator, m_gen: torch.Generator):
-        """Batches A and B from the curriculum's distribution at `step`, each with its own draw of m."""
-        return tuple(
-            sample_batch(run.layout, run.curriculum.draw_m(step, m_gen), self.batch_size, data_gen, run.per_batch_positions)
-            for _ in "AB"
-        )
+    def _draw(self, step: int, gens: list[tuple[torch.Generator, torch.Generator]]):
+        """Every run's m from the curriculum's distribution at `step` and its batch: (ms, (tokens, labels))."""
+        ms = [run.curriculum.draw_m(step, m_gen) for run, (_, m_gen) in zip(self.runs, gens)]
+        return ms, sample_batches([r.layout for r in self.runs], ms, self.batch_size, [g for g, _ in gens],
+                                  [r.per_batch_positions for r in self.runs])
 
     def _saved_samples(self, defect: list[float]) -> list[int]:
         if self.save == "all":

@@ -120,10 +120,6 @@ def _stacked(tensors: list[torch.Tensor]) -> torch.Tensor:
     return tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)
 
 
-def stack_batches(batches: list[Batch]) -> tuple[torch.Tensor, torch.Tensor]:
-    """One batch per run of a pack -> tokens (P, B, T), labels (P, B)."""
-    return torch.stack([b.tokens for b in batches]), torch.stack([b.labels for b in batches])
-
 # Token classes, for probes and tests: derived from token ids alone because the classes are disjoint.
 VALUE, MARKER, QUERY, DISTRACTOR = 0, 1, 2, 3
 
