@@ -1,6 +1,7 @@
 """Per-run cache of reducer outputs, so that re-aggregating a grown sweep only reduces new or changed runs.
 
-One file per run and reducer in `<tables>/.cache/`, written atomically. Its key holds the run
+One file per run and reducer in `<tables>/.cache/`, written atomically: its key, then the results,
+as two pickles, so the key is read without the results. The key holds the run
 directory, the reducer's name and version, the options that change results, and the size,
 modification time (ns) and inode of every file the reducer reads: a rewritten or replaced file
 changes the key, and the run is reduced again. A cache file that cannot be read counts as absent.
@@ -19,7 +20,7 @@ from typing import Iterable
 from ..rundir.atomic import atomic_path
 from .reducers import ALWAYS_READ, Reducer, RunOutput
 
-FORMAT = 1
+FORMAT = 2  # 2: the key before the results, as a pickle of its own
 
 
 def file_stats(run_dir: Path, names: tuple[str, ...]) -> dict[str, list[int] | None]:
@@ -54,26 +55,31 @@ class RunCache:
             "files": file_stats(run_dir, ALWAYS_READ + reducer.inputs),
         }
 
-    def _read(self, path: Path) -> dict | None:
+    def _read(self, path: Path, results: bool = True, expected_key: dict | None = None) -> dict | None:
+        """{"key": ...}, and "tables" and "arrays" when results are asked for; None if the file is
+        unreadable or its key is not expected_key (when given: the results are then not read)."""
         try:
             with open(path, "rb") as f:
-                return pickle.load(f)
+                entry = {"key": pickle.load(f)}
+                if expected_key is not None and entry["key"] != expected_key:
+                    return None
+                if results:
+                    entry.update(pickle.load(f))
+                return entry
         except Exception:  # a cache must never stop an aggregation: unreadable means absent
             return None
 
     def load(self, run_dir: Path, reducer: Reducer) -> RunOutput | None:
         if self.fresh:
             return None
-        entry = self._read(self.path(run_dir, reducer.name))
-        if entry is None or entry.get("key") != self.key(run_dir, reducer):
-            return None
-        return RunOutput(entry["tables"], entry["arrays"])
+        entry = self._read(self.path(run_dir, reducer.name), expected_key=self.key(run_dir, reducer))
+        return None if entry is None else RunOutput(entry["tables"], entry["arrays"])
 
     def store(self, run_dir: Path, reducer: Reducer, output: RunOutput) -> None:
-        entry = {"key": self.key(run_dir, reducer), "tables": output.tables, "arrays": output.arrays}
         with atomic_path(self.path(run_dir, reducer.name)) as tmp:
             with open(tmp, "wb") as f:
-                pickle.dump(entry, f, protocol=pickle.HIGHEST_PROTOCOL)
+                pickle.dump(self.key(run_dir, reducer), f, protocol=pickle.HIGHEST_PROTOCOL)
+                pickle.dump({"tables": output.tables, "arrays": output.arrays}, f, protocol=pickle.HIGHEST_PROTOCOL)
 
     def arrays(self, run_dir: Path, reducer: str) -> dict:
         entry = self._read(self.path(run_dir, reducer))
@@ -83,15 +89,17 @@ class RunCache:
 
     def prune(self, current: Iterable[Path]) -> int:
         """Delete the entries of run directories that are gone (and unreadable entries); returns how
-        many. Entries of the `current` runs are kept unread; the others are read for the run directory
-        their key names, so another sweep's entries in a shared `--out` survive while its runs exist."""
+        many. Entries of the `current` runs are kept unread; of the others only the key is read, for the
+        run directory it names, so another sweep's entries in a shared `--out` survive while its runs
+        exist."""
         keep = {self._digest(run_dir) for run_dir in current}
         removed = 0
         for path in self.folder.glob("*.pkl"):
             if path.name.split(".", 1)[0] in keep:
                 continue
-            entry = self._read(path)
-            run_dir = entry.get("key", {}).get("run_dir") if isinstance(entry, dict) else None
+            entry = self._read(path, results=False)
+            key = entry["key"] if entry is not None else None
+            run_dir = key.get("run_dir") if isinstance(key, dict) else None
             if run_dir is None or not Path(run_dir).is_dir():
                 path.unlink(missing_ok=True)
                 removed += 1
