@@ -5,11 +5,11 @@ after round, on this machine's default device: one run trained by the real loop 
 one run) and the same with `train.compile=true`, in this process, and the same model and data
 trained the textbook way (`textbook.py`) in a child process of its own, started afresh every round:
 our loop sets the process's malloc options (training/allocator.py), which a textbook implementation
-would not have and which cannot be undone in the process that set them. Every window skips the first steps (warm-up; for the
-compiled run, the compilation) and covers only training steps: ours includes the snapshots at the
-preset's interval, which the textbook loop does not take. A fourth, timed in the same rounds, is
-not a training run: the kernels that carry the step's FLOPs, replayed alone (`kernels.py`), which
-bound what any arrangement of those kernels could reach.
+would not have and which cannot be undone in the process that set them. Every window skips the
+first steps (warm-up; for the compiled run, the compilation) and covers only training steps: ours
+includes the snapshots at the preset's interval, which the textbook loop does not take. A fourth,
+timed in the same rounds, is not a training run: the kernels that carry the step's FLOPs, replayed
+alone (`kernels.py`), which bound what any arrangement of those kernels could reach.
 
 Figures, per preset:
 - <preset>_steps_per_s, <preset>_compiled_steps_per_s, <preset>_textbook_steps_per_s: medians;
