@@ -15,8 +15,10 @@ Figures, per preset:
 - <preset>_steps_per_s, <preset>_compiled_steps_per_s, <preset>_textbook_steps_per_s: medians;
 - <preset>_speedup_vs_textbook, <preset>_compiled_speedup_vs_textbook: medians of the
   round-by-round ratios;
-- <preset>_textbook_page_faults_per_step: minor page faults per timed textbook step (median), which
-  shows the baseline ran with the C library's default malloc (hundreds per step; ours: under 10);
+- <preset>_textbook_page_faults_per_step: minor page faults per timed textbook step (median): with
+  the C library's default malloc usually hundreds, though glibc's adaptive thresholds bring it near
+  0 in some windows (ours: none in steady state). The child also reports that our malloc options
+  were not applied in it, and the benchmark fails if they were;
 - <preset>_compile_s: the compiled run's first step in the first round (compilation, or loading it
   from PyTorch's on-disk cache) less a median step;
 - <preset>_gflop_per_step: FLOPs executed per step (bench/flops.py; readout-only last layer), and
@@ -40,6 +42,7 @@ import sys
 import torch
 
 from ..model.transformer import ModelShape
+from ..training import allocator
 from ..training.device import resolve_device
 from . import kernels, textbook
 from .flops import training_step_flops
@@ -73,9 +76,9 @@ def run(quick: bool = False) -> dict:
         textbook_faults = []
 
         def baseline():
-            rate, faults = textbook_in_child(preset, steps, warmup, device)
-            textbook_faults.append(faults)
-            return rate
+            result = textbook_in_child(preset, steps, warmup, device)
+            textbook_faults.append(result["page_faults_per_step"])
+            return result["steps_per_s"]
 
         step_kernels = kernels.record_step(cfg, device)
         rates = interleaved({"ours": lambda: train_timed([cfg]).steps_per_s(warmup), "compiled": compiled,
@@ -109,16 +112,19 @@ def run(quick: bool = False) -> dict:
     return figures
 
 
-def textbook_in_child(preset: str, steps: int, warmup: int, device: str) -> tuple[float, float]:
-    """(steps/s, minor page faults per step) of the textbook loop after `warmup` steps, trained in a
-    fresh `python -m manifold_sweeps.bench.training --textbook` process with this one's threads."""
+def textbook_in_child(preset: str, steps: int, warmup: int, device: str) -> dict:
+    """The textbook loop trained in a fresh `python -m manifold_sweeps.bench.training --textbook`
+    process with this one's threads: {"steps_per_s", "page_faults_per_step"} after `warmup` steps,
+    and "malloc_tuned", whether our malloc options were applied in it (never: it raises then)."""
     command = [sys.executable, "-m", __name__, "--textbook", preset, "--steps", str(steps), "--warmup", str(warmup),
                "--device", device, "--threads", str(torch.get_num_threads())]
     proc = subprocess.run(command, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"textbook child {command} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result["steps_per_s"], result["page_faults_per_step"]
+    if result["malloc_tuned"]:
+        raise RuntimeError("the textbook baseline ran with our malloc options (training/allocator.py)")
+    return result
 
 
 def _textbook_child(argv: list[str]) -> None:
@@ -140,7 +146,8 @@ def _textbook_child(argv: list[str]) -> None:
     textbook.train(cfg, args.steps, on_step, args.device)
     timed = len(faults) - 1 - args.warmup
     print(json.dumps({"steps_per_s": clock.steps_per_s(args.warmup),
-                      "page_faults_per_step": (faults[-1] - faults[args.warmup]) / timed}))
+                      "page_faults_per_step": (faults[-1] - faults[args.warmup]) / timed,
+                      "malloc_tuned": allocator.applied()}))
 
 
 if __name__ == "__main__":

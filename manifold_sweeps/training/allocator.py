@@ -40,3 +40,8 @@ def keep_freed_memory() -> bool:
         log.debug("malloc settings not applied (not glibc)")
     _done = ok
     return ok
+
+
+def applied() -> bool:
+    """Whether keep_freed_memory's settings are in force in this process."""
+    return _done
