@@ -7,7 +7,7 @@ import pytest
 from manifold_sweeps.report.data import condition_labels, informative_columns
 from manifold_sweeps.report.figures import FIGURES
 from manifold_sweeps.report.figures.rank import mlp_r90_data, plot_r90_by_layer, r90_by_layer_data
-from manifold_sweeps.report.figures.training import accuracy_data, entropy_data
+from manifold_sweeps.report.figures.training import accuracy_data, entropy_data, plot_accuracy
 
 from .report_tables import effective_rank_table, full_sweep, metrics_table, report_data, runs_table
 
@@ -56,6 +56,27 @@ def test_metric_figures_drop_task_m_from_panels_when_each_run_evaluates_its_own_
     accuracy = accuracy_data(shared)
     assert set(accuracy["condition"]) == {"task.m=1", "task.m=2"} and set(accuracy["m"]) == {1, 2}
     assert np.allclose(accuracy["chance"], 1 / 8)
+
+
+def test_the_accuracy_figure_marks_where_each_sequential_stage_begins_and_nothing_under_mixed():
+    runs = runs_table([{"curriculum": "sequential", "curriculum.kind": "sequential", "curriculum.ms": "[1, 2, 3]"},
+                       {"curriculum": "mixed", "curriculum.kind": "mixed", "curriculum.ms": "[1, 2, 3]"}])
+    # train.steps = 1000 over three stages: 333 steps each, the last running on to the end.
+    frame = accuracy_data(report_data(runs, metrics=metrics_table(runs, lambda *a: 2.0, lambda *a: 0.5)))
+    starts = frame.groupby("condition")["stage_starts"].unique()
+    assert list(starts["curriculum=sequential"]) == ["333 666"] and list(starts["curriculum=mixed"]) == [""]
+    grid = plot_accuracy(frame)
+    try:
+        def dashed(ax):
+            return sorted(line.get_xdata()[0] for line in ax.lines if line.get_linestyle() == "--")
+
+        assert dashed(grid.axes_dict["curriculum=sequential"]) == [333, 666]
+        assert dashed(grid.axes_dict["curriculum=mixed"]) == []
+        alone = plot_accuracy(frame[frame["condition"] == "curriculum=sequential"])  # one panel, no facets
+        assert dashed(alone.ax) == [333, 666]
+        plt.close(alone.figure)
+    finally:
+        plt.close(grid.figure)
 
 
 def test_variant_figures_average_layers_per_run_and_need_both_variants():

@@ -156,11 +156,14 @@ def test_curricula_schedule_m_as_documented():
     cfg = compose_config("curriculum=sequential", "train.steps=400")
     cur = Curriculum(cfg.curriculum, cfg.task.m, 400)
     assert [cur.distribution(s) for s in (0, 99, 100, 250, 399)] == [[1], [1], [2], [3], [4]]
-    assert [s for s in range(400) if cur.is_stage_start(s)] == [100, 200, 300]
+    assert [s for s in range(400) if cur.is_stage_start(s)] == [100, 200, 300] == cur.stage_starts()
+    cfg = compose_config("curriculum=sequential", "curriculum.steps_per_stage=150", "train.steps=400")
+    assert Curriculum(cfg.curriculum, cfg.task.m, 400).stage_starts() == [150, 300]  # the 4th stage is never reached
     cfg = compose_config("curriculum=mixed")
     cur = Curriculum(cfg.curriculum, cfg.task.m, 1000)
     g = gen()
     draws = [cur.draw_m(s, g) for s in range(2000)]
     assert set(draws) == {1, 2, 3, 4} and all(350 < draws.count(m) < 650 for m in (1, 2, 3, 4))
+    assert cur.stage_starts() == []
     cfg = compose_config("curriculum=single", "task.m=3")
     assert Curriculum(cfg.curriculum, cfg.task.m, 100).m_set == [3]

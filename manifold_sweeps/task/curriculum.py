@@ -23,6 +23,7 @@ class Curriculum:
         self.reset_optimizer = bool(curriculum_cfg.reset_optimizer) and self.kind == "sequential"
         sps = curriculum_cfg.steps_per_stage
         self.steps_per_stage = int(sps) if sps is not None else max(1, total_steps // len(self.ms))
+        self.total_steps = int(total_steps)
 
     @property
     def m_set(self) -> list[int]:
@@ -45,6 +46,12 @@ class Curriculum:
         if len(choices) == 1:
             return choices[0]
         return choices[int(torch.randint(len(choices), (1,), generator=generator))]
+
+    def stage_starts(self) -> list[int]:
+        """The first step of every sequential stage after the first that training reaches."""
+        if self.kind != "sequential":
+            return []
+        return [k * self.steps_per_stage for k in range(1, len(self.ms)) if k * self.steps_per_stage < self.total_steps]
 
     def is_stage_start(self, step: int) -> bool:
         """True at the first step of every sequential stage after the first."""

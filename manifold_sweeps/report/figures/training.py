@@ -5,9 +5,13 @@ Both read the `metrics` table: each run's metrics.parquet in long form (step, me
 
 from __future__ import annotations
 
+import json
+from types import SimpleNamespace
+
 import pandas as pd
 import seaborn as sns
 
+from ...task.curriculum import Curriculum
 from ..data import ReportData
 from .common import FigureSpec, facet, name_facets, rows_and_columns
 
@@ -48,12 +52,24 @@ def plot_entropy(data: pd.DataFrame):
 
 # --- Figure 8: accuracy per m over training --------------------------------------------------------
 
+def _curriculum(run: pd.Series) -> Curriculum:
+    """The run's curriculum, rebuilt from its runs-table columns by the class the training loop uses."""
+    steps_per_stage = run.get("curriculum.steps_per_stage")
+    cfg = SimpleNamespace(kind=run["curriculum.kind"], ms=json.loads(run["curriculum.ms"]), reset_optimizer=False,
+                          steps_per_stage=None if pd.isna(steps_per_stage) else int(steps_per_stage))
+    return Curriculum(cfg, int(run["task.m"]), int(run["train.steps"]))
+
+
 def accuracy_data(data: ReportData) -> pd.DataFrame:
+    """Accuracy rows, with `stage_starts`: the steps where a sequential run's stages begin, space-separated
+    (empty for the other curricula), so the figure can mark them."""
     rows = _metric(data, "eval_accuracy", "accuracy")
     if rows.empty:
         return rows
-    rows = rows.assign(chance=1.0 / rows["task.modulus"].astype("float64"))
-    return rows[["condition", "run_id", "seed", "curriculum.kind", "step", "m", "accuracy", "chance"]].reset_index(drop=True)
+    starts = {run["run_id"]: " ".join(map(str, _curriculum(run).stage_starts())) for _, run in data.completed.iterrows()}
+    rows = rows.assign(chance=1.0 / rows["task.modulus"].astype("float64"), stage_starts=rows["run_id"].map(starts))
+    return rows[["condition", "run_id", "seed", "curriculum.kind", "step", "m", "accuracy", "chance",
+                 "stage_starts"]].reset_index(drop=True)
 
 
 def plot_accuracy(data: pd.DataFrame):
@@ -64,6 +80,12 @@ def plot_accuracy(data: pd.DataFrame):
     if data["chance"].nunique() == 1:
         for ax in g.axes.flat:
             ax.axhline(data["chance"].iloc[0], color="0.5", linestyle=":", linewidth=1)
+    # A sequential run's stage boundaries: where a falling curve of an earlier m means forgetting.
+    panels = data.groupby(facets["col"]) if facets else [(None, data)]
+    for key, panel in panels:
+        ax = g.axes_dict[key] if facets else g.ax
+        for step in sorted({int(s) for starts in panel["stage_starts"].dropna() for s in starts.split()}):
+            ax.axvline(step, color="0.3", linestyle="--", linewidth=0.8)
     g.set(ylim=(0, 1.02))
     g.set_axis_labels("training step", "held-out accuracy")
     return g
@@ -81,7 +103,8 @@ FIGURES = [
         "8", "fig8_accuracy", "Held-out accuracy per m over training, per curriculum",
         "Accuracy on each m's fixed held-out set. Under curriculum=sequential the stages train the m of "
         "curriculum.ms in order, so a falling curve for an earlier m is forgetting; under mixed every batch "
-        "draws its m afresh. Lines: mean over seeds; bands: sd; dotted: chance (1/C).",
+        "draws its m afresh. Lines: mean over seeds; bands: sd; dotted: chance (1/C); dashed: the start of each "
+        "sequential stage after the first.",
         "no eval_accuracy in the metrics table: aggregate with the metrics table",
         accuracy_data, plot_accuracy,
     ),
