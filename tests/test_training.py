@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from manifold_sweeps.app import resume_groups, run_pack
 from manifold_sweeps.config.validation import ConfigError
-from manifold_sweeps.rundir.checkpoint import load_checkpoint
+from manifold_sweeps.rundir.checkpoint import load_checkpoint, save_checkpoint
 from manifold_sweeps.rundir.lock import LOCK_NAME, RunDirBusy
 from manifold_sweeps.rundir.metrics import load_metrics
 from manifold_sweeps.rundir.status import read_status
@@ -111,6 +111,22 @@ def test_an_interrupted_run_resumes_to_the_same_files(tmp_path, overrides, n_pol
     assert read_status(tmp_path / "split")["attempts"] == 2
     assert files_of(tmp_path / "whole") == files_of(tmp_path / "split")
     assert load_metrics(tmp_path / "whole").equals(load_metrics(tmp_path / "split"))
+
+
+def test_a_run_checkpointed_on_a_gpu_asks_for_the_gpu_instead_of_resuming_with_another_data_stream(tmp_path):
+    cfg = compose_config("experiment=smoke", "train.device=cpu")
+    assert train(cfg, tmp_path, should_stop=stop_after(16)) == "interrupted"
+    saved = load_checkpoint(tmp_path)
+    assert saved["rng"]["data_device"] == "cpu"
+    # The same checkpoint as a GPU node would have written it (CUDA generators keep a 16-byte state).
+    saved["rng"] = {**saved["rng"], "data_device": "cuda", "data": torch.zeros(16, dtype=torch.uint8)}
+    del saved["format"]
+    save_checkpoint(tmp_path, saved)
+    with pytest.raises(ConfigError, match="written training on cuda.*train.device=cuda"):
+        train(cfg, tmp_path)
+    status = read_status(tmp_path)
+    assert status["state"] == "failed" and "train.device=cuda" in status["error"]
+    assert load_checkpoint(tmp_path)["step"] == 15  # kept, for a relaunch on a GPU
 
 
 @pytest.mark.parametrize("crash_at_batch", [7, 25, 33])

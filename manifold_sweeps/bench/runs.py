@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from ..config.schema import register_configs
 from ..paths import CONF_DIR
+from ..training.device import resolve_device
 from ..training.loop import train_pack
 from .timing import StepClock
 
@@ -44,7 +45,7 @@ def train_timed(cfgs: list[DictConfig]) -> StepClock:
     and the snapshots in between, and leaves out setup, the evaluation at step 0 and the final
     snapshot, evaluation and checkpoint.
     """
-    clock = StepClock()
+    clock = StepClock(resolve_device(cfgs[0].train.device))
     with tempfile.TemporaryDirectory(prefix="manifold-bench-") as tmp:
         states = train_pack(cfgs, [Path(tmp) / f"run{i}" for i in range(len(cfgs))], should_stop=clock)
     if set(states) != {"completed"}:

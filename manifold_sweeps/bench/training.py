@@ -58,14 +58,14 @@ QUICK = dict(steps={"paper": 6, "reference_code": 6}, warmup=2, rounds=1, replay
 def run(quick: bool = False) -> dict:
     plan = QUICK if quick else FULL
     warmup = plan["warmup"]
-    print("  measuring the matmul peak", flush=True)
-    peak, peak_n = matmul_peak_gflops(quick)
+    device = str(resolve_device(pack_configs(PRESETS[0], [0], 1)[0].train.device))
+    print(f"  measuring the matmul peak ({device})", flush=True)
+    peak, peak_n = matmul_peak_gflops(quick, device)
     figures: dict = {"matmul_peak_gflops": round(peak, 1), "matmul_peak_size": peak_n}
     for preset in PRESETS:
         steps = plan["steps"][preset]
         cfg = pack_configs(preset, [0], steps)[0]
         compiled_cfg = pack_configs(preset, [0], steps, "train.compile=true")[0]
-        device = str(resolve_device(cfg.train.device))
         first_steps = []
 
         def compiled():
@@ -137,7 +137,7 @@ def _textbook_child(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = pack_configs(args.textbook, [0], args.steps)[0]
-    clock, faults = StepClock(), []
+    clock, faults = StepClock(args.device), []
 
     def on_step():
         clock()

@@ -123,7 +123,9 @@ def probe_run(run_dir: str | os.PathLike, overrides: Iterable[str] = (), force: 
             })
         latent_rows += [{**common, **row} for row in result.latents]
         with atomic_path(out / f"sae_step_{step:06d}.pt") as tmp:
-            torch.save({"step": step, "layer": layer, "state_dict": result.sae.state_dict()}, tmp)
+            # CPU tensors, so the file loads on a machine without the GPU it was trained on.
+            state = {k: v.cpu() for k, v in result.sae.state_dict().items()}
+            torch.save({"step": step, "layer": layer, "state_dict": state}, tmp)
         log.info("%s: step %d probed in %.1f s", run_dir, step, time.monotonic() - t0)
 
     for name, rows, columns in ((PROBES_FILE, probe_rows, PROBE_COLUMNS), (LATENTS_FILE, latent_rows, LATENT_COLUMNS)):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..transfer import from_host
 from .layout import TokenLayout
 
 
@@ -110,7 +111,7 @@ def sample_batches(
     labels = torch.empty((P, batch_size), dtype=torch.long, device=device)
     for (layout, m, _), members in groups.items():
         group_tokens, group_labels = assembled(layout, m, members)
-        index = torch.tensor(members, device=device)
+        index = from_host(members, torch.long, device)  # no host sync per step on a GPU
         tokens.index_copy_(0, index, group_tokens)
         labels.index_copy_(0, index, group_labels)
     return tokens, labels

@@ -133,15 +133,21 @@ def train_pack(
 
 @contextlib.contextmanager
 def _ordered_compiled_kernels(cfg: DictConfig) -> Iterator[None]:
-    """With train.compile on the CPU: PyTorch's deterministic mode while training.
+    """With train.compile: PyTorch's deterministic mode while training.
 
-    Inductor's CPU code adds some gradients (the embedding's) with atomic adds in whatever order the
-    threads come; in deterministic mode it generates ordered code instead, so compiled runs stay
-    byte-identical for a seed and resume to the same files. The mode is restored afterwards.
+    Inductor adds some gradients (the embedding's) with atomic adds in whatever order the threads
+    come (CPU) or as Triton atomics (GPU), and on a GPU picks reduction configs by timing them; in
+    deterministic mode it generates ordered code and fixed configs instead, so compiled runs stay
+    byte-identical for a seed and resume to the same files. warn_only: an op without a deterministic
+    kernel warns rather than stopping the run. cuBLAS needs its workspace setting for deterministic
+    results, and reads it when its first handle is made, so it is set before any CUDA work (unless
+    the user set it). The mode is restored afterwards. (Checked on the CPU; not yet run on a GPU.)
     """
-    if not (cfg.train.compile and resolve_device(cfg.train.device).type == "cpu"):
+    if not cfg.train.compile:
         yield
         return
+    if resolve_device(cfg.train.device).type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     before = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
@@ -411,7 +417,8 @@ def _checkpoint(runs, model, opt, step, loss_sum, loss_count, t_start) -> None:
                 "step": step,
                 "model": model.run_state(run.index),
                 "optimizer": opt.run_state(run.index),
-                "rng": {"data": run.data_gen.get_state(), "schedule": run.schedule_gen.get_state()},
+                "rng": {"data": run.data_gen.get_state(), "schedule": run.schedule_gen.get_state(),
+                        "data_device": run.data_gen.device.type},
                 "trajectory_count": run.trajectory.count,
                 "train_loss": {"sum": float(loss_sum[run.index]), "count": loss_count},
                 "wall_time_s": _wall(run, t_start),
@@ -432,6 +439,15 @@ def _resume(runs: list[Run], model: Transformer, opt: PackedOptimizer) -> int:
             "runs packed together must resume from checkpoints at the same step, found "
             + ", ".join(f"{r.dir}: {s['step'] if s else 'none'}" for r, s in zip(runs, saved))
         )
+    for run, s in zip(runs, saved):
+        # The batches come from a generator on the training device: CPU and CUDA generators are
+        # different streams with different states, so a run continues only on the kind it began on.
+        began_on = s["rng"].get("data_device", run.data_gen.device.type)
+        if began_on != run.data_gen.device.type:
+            raise ConfigError(
+                f"{run.dir}: its checkpoint was written training on {began_on}, and its data stream continues "
+                f"only there; resume it with train.device={began_on} (this process trains on {run.data_gen.device.type})"
+            )
     for run, s in zip(runs, saved):
         model.load_run_state(run.index, s["model"])
         opt.load_run_state(run.index, s["optimizer"])

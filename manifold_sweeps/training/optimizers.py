@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..task.layout import _name
+from ..transfer import from_host
 
 
 def _per_run(values, device) -> torch.Tensor:
@@ -89,7 +90,7 @@ class PackedOptimizer:
     @property
     def steps(self) -> torch.Tensor:
         """The per-run step counts as a (P,) float tensor on the parameters' device."""
-        return torch.tensor(self.step_counts, dtype=torch.float32, device=self.device)
+        return from_host(self.step_counts, torch.float32, self.device)
 
     def reset_runs(self, runs: list[int]) -> None:
         """Forget the state of these runs, as a freshly built optimizer would have it."""
