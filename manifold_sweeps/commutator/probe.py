@@ -104,7 +104,7 @@ class CommutatorProbe:
             m_b, batch_b = self._draw(step, gens)
             ms.append(list(zip(m_a, m_b)))
             results.append(measure_pair(model, batch_a, batch_b, self.eta, self.dtype))
-        deltas = torch.stack([r.delta_attention for r in results]).cpu()  # (S, P, L*4, d*d)
+        deltas = torch.stack([r.delta_attention for r in results])  # (S, P, L*4, d*d), on the device
         defects = []
         for p, run in enumerate(self.runs):
             if snapshots[p] is not None:
@@ -117,9 +117,12 @@ class CommutatorProbe:
                 results: list[dict], deltas: torch.Tensor) -> list[dict]:
         """Project one run's samples onto its causal basis and write its records; deltas (S, L*4, d*d)."""
         blocks = [snapshots[:, layer, j] for layer in range(self.n_layers) for j in range(len(MATRICES))]
-        basis, dims = trajectory_basis(blocks, self.basis_k)
-        random_gen = generator(run.seed, f"commutator/step={step}/random_basis")
-        stats = projection_stats(deltas, basis, dims, self.trials, random_gen)
+        # On the training device: the random bases from a generator there too (on the CPU, the stream
+        # it always was).
+        basis, dims = trajectory_basis(blocks, self.basis_k, self.device)
+        random_gen = generator(run.seed, f"commutator/step={step}/random_basis", self.device)
+        stats = {name: value.cpu() for name, value in
+                 projection_stats(deltas, basis, dims.to(self.device), self.trials, random_gen).items()}
         rows = [
             {"step": step, "sample": s, "m_a": ms[s][0], "m_b": ms[s][1], **results[s], "basis_dim": int(dims.sum()),
              **{name: float(value[s]) for name, value in stats.items()}}
@@ -130,7 +133,8 @@ class CommutatorProbe:
         if run.deltas is not None:
             keep = self._saved_samples([row["defect"] for row in rows])
             d = self.d_model
-            run.deltas.append(step, keep, deltas[keep].float().numpy().reshape(len(keep), self.n_layers, len(MATRICES), d, d))
+            saved = deltas[keep].float().cpu().numpy()
+            run.deltas.append(step, keep, saved.reshape(len(keep), self.n_layers, len(MATRICES), d, d))
         return rows
 
     def _draw(self, step: int, gens: list[tuple[torch.Generator, torch.Generator]]):

@@ -28,9 +28,9 @@ def random_block_basis(dims: torch.Tensor, size: int, k: int, generator: torch.G
 
     The QR factor of a Gaussian matrix has Haar-distributed columns; columns past dims[b] are zeroed.
     """
-    gauss = torch.randn(len(dims), size, k, generator=generator, dtype=torch.float64)
+    gauss = torch.randn(len(dims), size, k, generator=generator, dtype=torch.float64, device=generator.device)
     q, _ = torch.linalg.qr(gauss)  # (n_blocks, size, k)
-    return q * (torch.arange(k) < dims[:, None]).unsqueeze(1)  # zero the unused columns
+    return q * (torch.arange(k, device=dims.device) < dims[:, None]).unsqueeze(1)  # zero the unused columns
 
 
 def projection_stats(
