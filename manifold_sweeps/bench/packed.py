@@ -5,9 +5,11 @@ Figures:
   step after a warm-up (bench/runs.py), the pack sizes in turn round after round, medians.
 - versus_*: 20 seeds packed vs the same 20 runs trained separately, as whole processes running the
   same code (`python -m manifold_sweeps.bench.packed --child ...`). "Packed" is one process training
-  the 20 runs with torch's default threads. "Separate" is 20 processes of one run each, as many at a
-  time as the machine has cores, each with cores / parallel threads (1 on a 2-core machine: more
-  would oversubscribe the cores, which costs far more than it gains).
+  the 20 runs with torch's default threads. "Separate" is 20 processes of one run each: on a CPU as
+  many at a time as the machine has cores, each with cores / parallel threads (1 on a 2-core
+  machine: more would oversubscribe the cores, which costs far more than it gains); on a GPU one at
+  a time, each with the whole GPU (processes sharing a GPU take turns on it, and their steady rates
+  would overlap only in part).
   versus_packed_wall_s and versus_separate_wall_s cover everything (interpreter start, imports,
   setup, evaluations, training, files), with the model-steps/s they make and their ratio
   versus_wall_speedup. The steady state leaves start-up out, from each process's own step clock:
@@ -29,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from ..training.device import resolve_device
 from .runs import pack_configs, train_timed
 from .timing import interleaved, median
 
@@ -52,7 +55,8 @@ def run(quick: bool = False) -> dict:
 
 def _packed_vs_separate(n_runs: int, steps: int, warmup: int) -> dict:
     cores = os.cpu_count() or 1
-    parallel = min(cores, n_runs)
+    on_gpu = resolve_device(pack_configs(PRESET, [0], 1)[0].train.device).type == "cuda"
+    parallel = 1 if on_gpu else min(cores, n_runs)
     threads = max(1, cores // parallel)
     with tempfile.TemporaryDirectory(prefix="manifold-bench-") as tmp:
         tmp = Path(tmp)
