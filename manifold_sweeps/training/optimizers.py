@@ -113,7 +113,11 @@ class PackedOptimizer:
             update, scalars = self._sgd, {}
         else:
             update, scalars = self._adamw, self._adamw_scalars()
-        for group in _cache_sized_groups([p for p in self.params if p.grad is not None]):
+        params = [p for p in self.params if p.grad is not None]
+        # A GPU has no such cache to fit, and one foreach call over every tensor is a handful of
+        # multi-tensor kernels instead of one launch per operation and parameter (untried on a GPU).
+        groups = [params] if self.device.type == "cuda" else _cache_sized_groups(params)
+        for group in groups:
             update(group, [p.grad for p in group], [self.state[self.index[p]] for p in group], scalars)
 
     def _adamw_scalars(self) -> dict:
