@@ -189,6 +189,10 @@ def test_make_bench_quick_writes_every_figure(tmp_path):
                 "versus_separate_wall_s", "versus_wall_speedup", "versus_steady_speedup",
                 "versus_packed_peak_rss_mib", "versus_separate_peak_rss_mib"):
         assert packed[key] > 0, key
+    if packed["versus_separate_threads_per_process"] == 1:  # a CPU with no more cores than the 2 runs
+        assert packed["versus_per_thread_speedup"] == pytest.approx(
+            packed["versus_per_thread_packed_model_steps_per_s"] / packed["versus_per_thread_separate_model_steps_per_s"],
+            rel=1e-2)
     # the other stages' cost figures (their issues ask for them in make bench)
     modules = report["modules"]
     assert modules["commutator"]["commutator_overhead_pct"] > 0 and modules["commutator"]["commutator_files_mb"] > 0

@@ -16,6 +16,11 @@ Figures:
   versus_packed_steady_model_steps_per_s (20 x the pack's steps/s),
   versus_separate_steady_model_steps_per_s (parallel x the median single run's steps/s) and
   versus_steady_speedup. Peak resident memory: of the packed process, and of the largest separate one.
+- versus_per_thread_*: where the separate runs had one thread each (a CPU with fewer cores than
+  runs), the pack trained once more in a process of one thread, for a third of the steps: its
+  model-steps/s against a separate run's steps/s is what packing gains per thread of work
+  (versus_per_thread_speedup), the bound on what it can gain over separate runs that keep every
+  core busy.
 """
 
 from __future__ import annotations
@@ -68,6 +73,18 @@ def _packed_vs_separate(n_runs: int, steps: int, warmup: int) -> dict:
         separate = _run_children([_child_command([s], steps, warmup, threads, out) for s, out in enumerate(outs)],
                                  parallel)
         packed_child, separate_children = _read(tmp / "packed"), [_read(out) for out in outs]
+        per_thread = {}
+        if threads == 1 and not on_gpu:
+            one_steps = max(warmup + 2, steps // 3)
+            print(f"  versus: {n_runs} runs x {one_steps} steps packed in one process of 1 thread", flush=True)
+            _run_children([_child_command(range(n_runs), one_steps, warmup, 1, tmp / "packed1")], parallel=1)
+            packed_one = n_runs * _read(tmp / "packed1")["steps_per_s"]
+            separate_one = median([c["steps_per_s"] for c in separate_children])
+            per_thread = {
+                "versus_per_thread_packed_model_steps_per_s": round(packed_one, 2),
+                "versus_per_thread_separate_model_steps_per_s": round(separate_one, 2),
+                "versus_per_thread_speedup": round(packed_one / separate_one, 3),
+            }
     packed_rate = n_runs * packed_child["steps_per_s"]
     separate_rate = parallel * median([c["steps_per_s"] for c in separate_children])
     model_steps = n_runs * steps
@@ -86,6 +103,7 @@ def _packed_vs_separate(n_runs: int, steps: int, warmup: int) -> dict:
         "versus_steady_speedup": round(packed_rate / separate_rate, 3),
         "versus_packed_peak_rss_mib": round(packed_child["peak_rss_mib"], 1),
         "versus_separate_peak_rss_mib": round(max(c["peak_rss_mib"] for c in separate_children), 1),
+        **per_thread,
     }
 
 
