@@ -36,8 +36,7 @@ from pathlib import Path
 
 import torch
 
-from ..training.device import resolve_device
-from .runs import pack_configs, train_timed
+from .runs import bench_device, pack_configs, train_timed
 from .timing import interleaved, median
 
 PRESET = "paper"
@@ -60,7 +59,7 @@ def run(quick: bool = False) -> dict:
 
 def _packed_vs_separate(n_runs: int, steps: int, warmup: int) -> dict:
     cores = os.cpu_count() or 1
-    on_gpu = resolve_device(pack_configs(PRESET, [0], 1)[0].train.device).type == "cuda"
+    on_gpu = bench_device(PRESET).type == "cuda"
     parallel = 1 if on_gpu else min(cores, n_runs)
     threads = max(1, cores // parallel)
     with tempfile.TemporaryDirectory(prefix="manifold-bench-") as tmp:
@@ -73,20 +72,20 @@ def _packed_vs_separate(n_runs: int, steps: int, warmup: int) -> dict:
         separate = _run_children([_child_command([s], steps, warmup, threads, out) for s, out in enumerate(outs)],
                                  parallel)
         packed_child, separate_children = _read(tmp / "packed"), [_read(out) for out in outs]
+        separate_one = median([c["steps_per_s"] for c in separate_children])  # one separate run's steps/s
         per_thread = {}
         if threads == 1 and not on_gpu:
             one_steps = max(warmup + 2, steps // 3)
             print(f"  versus: {n_runs} runs x {one_steps} steps packed in one process of 1 thread", flush=True)
             _run_children([_child_command(range(n_runs), one_steps, warmup, 1, tmp / "packed1")], parallel=1)
             packed_one = n_runs * _read(tmp / "packed1")["steps_per_s"]
-            separate_one = median([c["steps_per_s"] for c in separate_children])
             per_thread = {
                 "versus_per_thread_packed_model_steps_per_s": round(packed_one, 2),
                 "versus_per_thread_separate_model_steps_per_s": round(separate_one, 2),
                 "versus_per_thread_speedup": round(packed_one / separate_one, 3),
             }
     packed_rate = n_runs * packed_child["steps_per_s"]
-    separate_rate = parallel * median([c["steps_per_s"] for c in separate_children])
+    separate_rate = parallel * separate_one
     model_steps = n_runs * steps
     return {
         "versus_runs": n_runs,

@@ -10,6 +10,7 @@ import copy
 import tempfile
 from pathlib import Path
 
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
@@ -25,6 +26,11 @@ def compose_config(*overrides: str) -> DictConfig:
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(config_name="config", overrides=list(overrides))
+
+
+def bench_device(preset: str = "paper") -> torch.device:
+    """The device a preset's runs train on here (train.device, `auto` unless the preset pins it)."""
+    return resolve_device(compose_config(f"experiment={preset}").train.device)
 
 
 def pack_configs(preset: str, seeds, steps: int, *overrides: str) -> list[DictConfig]:

@@ -22,9 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 from ..paths import REPO_ROOT
+from .runs import bench_device
 
 PLANS = {
     "gpu": dict(seeds=20, ms=6, steps=None, pack_size=120),  # steps=None: the preset's 20k
@@ -41,7 +40,7 @@ def sweep_command(sweep_dir: Path, seeds: int, ms: int, steps: int | None, pack_
 
 
 def run(quick: bool = False) -> dict:
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = bench_device("paper").type
     plan = PLANS["quick" if quick else "gpu" if device == "cuda" else "cpu"]
     runs = plan["seeds"] * plan["ms"]
     with tempfile.TemporaryDirectory(prefix="manifold-bench-") as tmp:

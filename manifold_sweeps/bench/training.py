@@ -43,10 +43,9 @@ import torch
 
 from ..model.transformer import ModelShape
 from ..training import allocator
-from ..training.device import resolve_device
 from . import kernels, textbook
 from .flops import training_step_flops
-from .runs import pack_configs, train_timed
+from .runs import bench_device, pack_configs, train_timed
 from .timing import StepClock, interleaved, matmul_peak_gflops, median, median_ratio
 
 PRESETS = ("paper", "reference_code")
@@ -58,7 +57,7 @@ QUICK = dict(steps={"paper": 6, "reference_code": 6}, warmup=2, rounds=1, replay
 def run(quick: bool = False) -> dict:
     plan = QUICK if quick else FULL
     warmup = plan["warmup"]
-    device = str(resolve_device(pack_configs(PRESETS[0], [0], 1)[0].train.device))
+    device = str(bench_device(PRESETS[0]))
     print(f"  measuring the matmul peak ({device})", flush=True)
     peak, peak_n = matmul_peak_gflops(quick, device)
     figures: dict = {"matmul_peak_gflops": round(peak, 1), "matmul_peak_size": peak_n}
