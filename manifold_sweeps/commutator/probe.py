@@ -122,7 +122,7 @@ class CommutatorProbe:
         basis, dims = trajectory_basis(blocks, self.basis_k, self.device)
         random_gen = generator(run.seed, f"commutator/step={step}/random_basis", self.device)
         stats = {name: value.cpu() for name, value in
-                 projection_stats(deltas, basis, dims.to(self.device), self.trials, random_gen).items()}
+                 projection_stats(deltas, basis, dims, self.trials, random_gen).items()}
         rows = [
             {"step": step, "sample": s, "m_a": ms[s][0], "m_b": ms[s][1], **results[s], "basis_dim": int(dims.sum()),
              **{name: float(value[s]) for name, value in stats.items()}}

@@ -30,7 +30,8 @@ def random_block_basis(dims: torch.Tensor, size: int, k: int, generator: torch.G
     """
     gauss = torch.randn(len(dims), size, k, generator=generator, dtype=torch.float64, device=generator.device)
     q, _ = torch.linalg.qr(gauss)  # (n_blocks, size, k)
-    return q * (torch.arange(k, device=dims.device) < dims[:, None]).unsqueeze(1)  # zero the unused columns
+    used = torch.arange(k, device=q.device) < dims.to(q.device)[:, None]
+    return q * used.unsqueeze(1)  # zero the unused columns
 
 
 def projection_stats(

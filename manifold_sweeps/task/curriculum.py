@@ -24,6 +24,7 @@ class Curriculum:
         sps = curriculum_cfg.steps_per_stage
         self.steps_per_stage = int(sps) if sps is not None else max(1, total_steps // len(self.ms))
         self.total_steps = int(total_steps)
+        self._starts = frozenset(self.stage_starts())
 
     @property
     def m_set(self) -> list[int]:
@@ -54,10 +55,5 @@ class Curriculum:
         return [k * self.steps_per_stage for k in range(1, len(self.ms)) if k * self.steps_per_stage < self.total_steps]
 
     def is_stage_start(self, step: int) -> bool:
-        """True at the first step of every sequential stage after the first."""
-        return (
-            self.kind == "sequential"
-            and step > 0
-            and step % self.steps_per_stage == 0
-            and step // self.steps_per_stage < len(self.ms)
-        )
+        """True at the first step of every sequential stage after the first (one of stage_starts)."""
+        return step in self._starts
