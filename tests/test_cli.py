@@ -1,6 +1,7 @@
 """`python -m manifold_sweeps` as users run it: single runs, multiruns, bad input, divergence."""
 
 import pytest
+from omegaconf import OmegaConf
 
 from manifold_sweeps.rundir.status import read_status
 from manifold_sweeps.rundir.trajectory import load_trajectory
@@ -35,6 +36,20 @@ def test_bad_input_exits_nonzero_before_training_naming_the_key(tmp_path):
     assert not (tmp_path / "trajectory.npy").exists()
     proc = run_cli("experiment=smoke", "train.device=tpu", f"hydra.run.dir={tmp_path}", check=False)
     assert proc.returncode != 0 and "train.device" in proc.stderr and "cuda" in proc.stderr
+
+
+def test_a_job_refused_in_another_runs_directory_leaves_that_run_as_it_was(tmp_path):
+    run_cli("experiment=smoke", f"hydra.run.dir={tmp_path}")
+    hydra_dir = tmp_path / ".hydra"
+    before = {name: (hydra_dir / name).read_text() for name in ("hydra.yaml", "overrides.yaml")}
+    config_before = OmegaConf.load(hydra_dir / "config.yaml")
+    proc = run_cli("experiment=smoke", "optimizer=sgd", f"hydra.run.dir={tmp_path}", check=False)
+    assert proc.returncode != 0
+    assert "already holds a run with a different config" in proc.stderr and "optimizer.name ('adamw' -> 'sgd')" in proc.stderr
+    assert read_status(tmp_path)["state"] == "completed"
+    assert {name: (hydra_dir / name).read_text() for name in before} == before
+    assert OmegaConf.load(hydra_dir / "config.yaml") == config_before
+    assert OmegaConf.load(hydra_dir / "hydra.yaml").hydra.runtime.choices.optimizer == "adamw"
 
 
 def test_a_diverging_job_does_not_stop_the_others(tmp_path):

@@ -18,7 +18,8 @@ from manifold_sweeps.rundir.metrics import load_metrics
 from manifold_sweeps.rundir.model_checkpoints import load_model_checkpoint, saved_checkpoint_steps
 from manifold_sweeps.task.generator import sample_batch
 from manifold_sweeps.task.layout import TokenLayout
-from manifold_sweeps.training.loop import train
+from manifold_sweeps.training.loop import train, train_pack
+from manifold_sweeps.training.packing import form_packs
 
 from .conftest import compose_config
 
@@ -246,6 +247,25 @@ def test_a_resumed_run_ends_with_every_model_checkpoint(tmp_path):
         whole, split = (load_model_checkpoint(tmp_path / r, step)["model"] for r in ("whole", "split"))
         assert all(torch.equal(whole[k], split[k]) for k in whole)
 
+
+
+def test_runs_with_other_probe_settings_share_a_pack_and_keep_their_own_checkpoints(tmp_path):
+    cfgs = [compose_config("experiment=smoke", "seed=0", "probe.checkpoint_steps=[5,40]"),
+            compose_config("experiment=smoke", "seed=1", "probe.checkpoint_fractions=[0.5,1.0]", "probe.sae_l1=0.5")]
+    assert form_packs(cfgs, 2) == [[0, 1]]
+    assert train_pack(cfgs, [tmp_path / "a", tmp_path / "b"]) == ["completed", "completed"]
+    assert saved_checkpoint_steps(tmp_path / "a") == [5, 40]
+    assert saved_checkpoint_steps(tmp_path / "b") == [20, 40]
+
+
+def test_a_finished_run_relaunched_with_other_sae_settings_is_pointed_to_the_probe_stage(tmp_path):
+    train(compose_config("experiment=smoke"), tmp_path)
+    with pytest.raises(ConfigError, match=r"differs in probe.sae_l1 \(1.0 -> 0.5\); probe settings other than "
+                                          r"probe.checkpoint_\* are the probe stage's: python -m manifold_sweeps.probes "
+                                          r".* probe.sae_l1=... --force"):
+        train(compose_config("experiment=smoke", "probe.sae_l1=0.5"), tmp_path)
+    with pytest.raises(ConfigError, match=r"differs in probe.checkpoint_fractions .*; use a new output directory"):
+        train(compose_config("experiment=smoke", "probe.checkpoint_fractions=[0.5]"), tmp_path)
 
 # --- tables, summary, claim and figure -------------------------------------------------------------------
 

@@ -156,10 +156,30 @@ def test_a_crashed_run_resumes_from_its_last_checkpoint_to_the_same_files(tmp_pa
 def test_a_completed_run_is_skipped_and_a_different_config_is_refused(smoke_cfg, tmp_path):
     train(smoke_cfg, tmp_path)
     before = (tmp_path / "trajectory.npy").stat().st_mtime_ns
+    config_yaml = (tmp_path / ".hydra" / "config.yaml").read_text()
     assert train(smoke_cfg, tmp_path) == "completed"
     assert (tmp_path / "trajectory.npy").stat().st_mtime_ns == before
-    with pytest.raises(ConfigError, match="different config"):
-        train(shrink(compose_config("experiment=smoke"), seed=9), tmp_path)
+    other = shrink(compose_config("experiment=smoke"), seed=9, optimizer__lr=0.5)
+    # A Hydra job's directory gets the job's config.yaml before the job runs: a refused one included.
+    (tmp_path / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(other))
+    with pytest.raises(ConfigError, match=r"different config .*differs in optimizer.lr \(0.0003 -> 0.5\), seed \(0 -> 9\); "
+                                          r"use a new output directory"):
+        train(other, tmp_path)
+    # The run keeps its record: its state, and the config it was trained with.
+    assert read_status(tmp_path)["state"] == "completed"
+    assert OmegaConf.create((tmp_path / ".hydra" / "config.yaml").read_text()) == OmegaConf.create(config_yaml)
+    assert (tmp_path / "trajectory.npy").stat().st_mtime_ns == before
+
+
+def test_a_finished_run_relaunched_where_its_device_is_missing_stays_finished(smoke_cfg, tmp_path):
+    train(smoke_cfg, tmp_path)
+    with pytest.raises(ConfigError, match="train.device=cuda is not available"):
+        train(shrink(compose_config("experiment=smoke"), train__device="cuda"), tmp_path)
+    assert read_status(tmp_path)["state"] == "completed"
+    # A directory without a run of its own records the refusal.
+    with pytest.raises(ConfigError, match="train.device=cuda is not available"):
+        train(shrink(compose_config("experiment=smoke"), train__device="cuda"), tmp_path / "new")
+    assert read_status(tmp_path / "new")["state"] == "failed"
 
 
 def test_bad_input_fails_before_training_and_is_recorded(tmp_path):

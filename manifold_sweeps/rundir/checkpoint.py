@@ -1,9 +1,10 @@
 """`checkpoint.pt`: everything needed to resume a run exactly (written atomically).
 
 Contents: format, step (updates done), model and optimizer state of this run alone, the states of
-its random generators, the trajectory row count, the train-loss accumulator, wall time so far and
-the config. Checkpoints of packed runs hold only their own run's slice, so a run resumes the same
-way alone or in a pack.
+its random generators, the trajectory row count, the train-loss accumulator, wall time so far, the
+config and the launch's `.hydra/hydra.yaml` and `overrides.yaml` (written back when a job of another
+config is refused in this directory). Checkpoints of packed runs hold only their own run's slice, so
+a run resumes the same way alone or in a pack.
 """
 
 from __future__ import annotations

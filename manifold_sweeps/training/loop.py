@@ -28,6 +28,7 @@ from typing import Callable, Iterator
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from ..commutator.probe import CommutatorProbe
 from ..config.validation import ConfigError, validate
@@ -47,7 +48,7 @@ from .allocator import keep_freed_memory
 from .device import resolve_device
 from .evaluation import build_eval_set, evaluate
 from .optimizers import PackedOptimizer, clip_grad_norm_per_run
-from .packing import check_packable, config_fingerprint
+from .packing import check_packable, config_fingerprint, differences, is_probe_stage_key
 from .progress import Progress
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class Run:
     state: str = "running"
     wall_before: float = 0.0  # wall time of earlier attempts (resumed runs)
     resumed_loss: tuple[float, int] = (0.0, 0)  # train-loss accumulator (sum, count) at the checkpoint
+    hydra_files: dict[str, str] = field(default_factory=dict)  # .hydra/{hydra,overrides}.yaml of this launch
 
     @property
     def active(self) -> bool:
@@ -114,7 +116,8 @@ def train_pack(
                 resolve_device(cfg.train.device)  # where the job runs: a login node may have no GPU
                 _check_same_run(cfg, run_dir)
             except ConfigError as err:
-                StatusWriter(run_dir).update(state="failed", error=str(err), ended_at=now_iso())
+                if _is_own_unfinished_run(cfg, run_dir):
+                    StatusWriter(run_dir).update(state="failed", error=str(err), ended_at=now_iso())
                 raise
         check_packable(cfgs)
 
@@ -173,14 +176,58 @@ def _ensure_config_file(cfg: DictConfig, run_dir: Path) -> None:
         write_text(path, OmegaConf.to_yaml(cfg, resolve=True))
 
 
-def _check_same_run(cfg: DictConfig, run_dir: Path) -> None:
-    """Refuse to resume or skip a run directory that holds a run of another config."""
+HYDRA_FILES = ("hydra.yaml", "overrides.yaml")
+
+
+def _read_hydra_files(run_dir: Path) -> dict[str, str]:
+    """The Hydra job files besides config.yaml (which the checkpoint's config rebuilds), as launched."""
+    return {name: (run_dir / ".hydra" / name).read_text() for name in HYDRA_FILES if (run_dir / ".hydra" / name).exists()}
+
+
+def _is_own_unfinished_run(cfg: DictConfig, run_dir: Path) -> bool:
+    """Whether a launch refused before training may record itself as failed in run_dir: not over a
+    finished run (relaunched, say, on a node without the GPU it asks for) nor over a run of another
+    config, whose status stays that run's."""
     status = read_status(run_dir)
-    if status and status.get("config_fingerprint") not in (None, config_fingerprint(cfg)):
-        raise ConfigError(
-            f"{run_dir} already holds a run with a different config (status.json config_fingerprint "
-            f"{status['config_fingerprint']} vs {config_fingerprint(cfg)}); use a new output directory"
-        )
+    if not status:
+        return True
+    if status.get("state") in FINISHED:
+        return False
+    try:
+        return status.get("config_fingerprint") in (None, config_fingerprint(cfg))
+    except OmegaConfBaseException:  # a config too broken to fingerprint is not this run's
+        return False
+
+
+def _check_same_run(cfg: DictConfig, run_dir: Path) -> None:
+    """Refuse to resume or skip a run directory that holds a run of another config.
+
+    A Hydra job has already rewritten the directory's `.hydra/` files with the refused job's when it
+    gets here. Analysis reads a run's config and group choices from them, so the run's own, kept in
+    its checkpoint, are written back.
+    """
+    status = read_status(run_dir)
+    fingerprint = config_fingerprint(cfg)
+    if not status or status.get("config_fingerprint") in (None, fingerprint):
+        return
+    checkpoint = load_checkpoint(run_dir)
+    trained = OmegaConf.create(checkpoint["config"]) if checkpoint and "config" in checkpoint else None
+    detail, advice = "", "use a new output directory"
+    if trained is not None and config_fingerprint(trained) == status["config_fingerprint"]:
+        write_text(run_dir / ".hydra" / "config.yaml", OmegaConf.to_yaml(trained))
+        for name, text in checkpoint.get("hydra_files", {}).items():
+            write_text(run_dir / ".hydra" / name, text)
+        changed = differences(trained, cfg)
+        keys = list(changed)
+        shown = ", ".join(f"{k} ({old!r} -> {new!r})" for k, (old, new) in list(changed.items())[:8])
+        detail = f"; it differs in {shown}{', ...' if len(keys) > 8 else ''}"
+        if keys and all(is_probe_stage_key(k) for k in keys):
+            advice = (f"probe settings other than probe.checkpoint_* are the probe stage's: "
+                      f"python -m manifold_sweeps.probes {run_dir} {' '.join(f'{k}=...' for k in keys)} --force")
+    raise ConfigError(
+        f"{run_dir} already holds a run with a different config (status.json config_fingerprint "
+        f"{status['config_fingerprint']} vs {fingerprint}){detail}; {advice}"
+    )
 
 
 def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> list[str]:
@@ -205,6 +252,7 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
                 schedule_gen=generator(cfg.seed, "train/schedule"),
                 per_batch_positions=_name(cfg.task.positions) == "per_batch",
                 status=StatusWriter(run_dir),
+                hydra_files=_read_hydra_files(run_dir),
             )
         )
 
@@ -423,6 +471,7 @@ def _checkpoint(runs, model, opt, step, loss_sum, loss_count, t_start) -> None:
                 "train_loss": {"sum": float(loss_sum[run.index]), "count": loss_count},
                 "wall_time_s": _wall(run, t_start),
                 "config": OmegaConf.to_container(run.cfg, resolve=True, enum_to_str=True),
+                "hydra_files": run.hydra_files,
             },
         )
         run.status.update(last_step=step, wall_time_s=_wall(run, t_start), checkpoint_step=step)

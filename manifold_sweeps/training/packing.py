@@ -30,7 +30,12 @@ PER_RUN_KEYS = (
     "optimizer.grad_clip",
     "curriculum",
     "train.eval_ms",
+    # Training reads only probe.checkpoint_* (which steps to keep), per run; the rest belongs to the
+    # probe stage, which reads it from each run's own checkpoints.
+    "probe",
 )
+# The probe keys training reads; every other probe key changes only the probe stage's results.
+TRAINING_PROBE_KEYS = ("probe.checkpoint_fractions", "probe.checkpoint_steps")
 # Keys that change how a run is carried out but not what it computes.
 NON_RESULT_KEYS = ("train.progress_every_s", "train.checkpoint_every")
 
@@ -87,6 +92,16 @@ def form_packs(cfgs: list[DictConfig], pack_size: int) -> list[list[int]]:
         groups.setdefault(pack_key(cfg), []).append(i)
     return [members[start:start + pack_size] for members in groups.values()
             for start in range(0, len(members), pack_size)]
+
+
+def differences(a: DictConfig, b: DictConfig) -> dict[str, tuple[object, object]]:
+    """{dotted key: (value in a, value in b)} for every key whose value differs (None where absent)."""
+    fa, fb = flatten(a), flatten(b)
+    return {k: (fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb)) if k not in fa or k not in fb or fa[k] != fb[k]}
+
+
+def is_probe_stage_key(key: str) -> bool:
+    return _under(key, ("probe",)) and not _under(key, TRAINING_PROBE_KEYS)
 
 
 def config_fingerprint(cfg: DictConfig) -> str:
