@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
 from manifold_sweeps.aggregate import aggregate, condition_columns, load_table
 from manifold_sweeps.aggregate import stage
@@ -18,9 +19,11 @@ from manifold_sweeps.aggregate.windows import trajectory_windows
 from manifold_sweeps.bench.aggregation import write_synthetic_sweep
 from manifold_sweeps.config.schema import AggregateConfig, Reference
 from manifold_sweeps.config.validation import ConfigError
-from manifold_sweeps.report.freshness import tables_are_stale
+from manifold_sweeps.aggregate.discovery import find_run_dirs
+from manifold_sweeps.aggregate.manifest import read_manifest, stale_reason
 from manifold_sweeps.rundir.status import STALE_AFTER_S, StatusWriter
 from manifold_sweeps.rundir.trajectory import load_trajectory
+from manifold_sweeps.training.packing import config_fingerprint
 
 from .conftest import run_cli
 
@@ -112,6 +115,7 @@ def test_seeds_with_the_same_trajectory_are_perfectly_aligned(tmp_path):
     shutil.copytree(sweep / "seed=0,task.m=1", twin)
     config = twin / ".hydra" / "config.yaml"
     config.write_text(config.read_text().replace("seed: 0", "seed: 7"))
+    StatusWriter(twin).update(config_fingerprint=config_fingerprint(OmegaConf.load(config)))  # as a seed-7 run's
     alignment = aggregate([sweep], quiet()).tables["subspace_alignment"]
     pair = alignment[(alignment["seed_a"] == 0) & (alignment["seed_b"] == 7)]
     assert len(pair) == 8 and np.allclose(pair["mean_squared_cosine"], 1.0, atol=1e-6)
@@ -189,13 +193,15 @@ def test_cache_entries_of_deleted_runs_are_removed_and_other_sweeps_entries_kept
     assert aggregate([b], shared).cached == 1
 
 
+def stale(sweep: Path, tables: Path):
+    return stale_reason(find_run_dirs([sweep])[1], tables)
+
+
 def test_an_aggregation_stopped_while_writing_leaves_tables_the_report_sees_as_stale(tmp_path, monkeypatch):
     sweep = make_sweep(tmp_path / "sweep", n_seeds=2, n_conditions=1)
     aggregate([sweep], quiet())
     tables = sweep / "tables"
-    assert not tables_are_stale([sweep], tables, sweep / "report")
-    make_sweep(tmp_path / "more", n_seeds=3, n_conditions=1)
-    shutil.copytree(tmp_path / "more" / "seed=2,task.m=1", sweep / "seed=2,task.m=1")
+    assert stale(sweep, tables) is None
     real = stage.write_table
 
     def write_until_effective_rank(out, name, frame, csv=False):
@@ -204,11 +210,90 @@ def test_an_aggregation_stopped_while_writing_leaves_tables_the_report_sees_as_s
         real(out, name, frame, csv=csv)
 
     monkeypatch.setattr(stage, "write_table", write_until_effective_rank)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OSError, match="disk full"):  # with nothing changed in the runs: only the tables are torn
+        aggregate([sweep], quiet(reference=Reference.displacement))
+    assert stale(sweep, tables) == "are missing or were left half-written"
+
+
+def test_tables_are_stale_once_runs_are_added_removed_changed_or_copied_over_with_their_old_times(tmp_path):
+    sweep = make_sweep(tmp_path / "sweep", n_seeds=3, n_conditions=1)
+    tables, run = sweep / "tables", sweep / "seed=0,task.m=1"
+    aggregate([sweep], quiet())
+    assert stale(sweep, tables) is None
+    (sweep / "report").mkdir()
+    (sweep / "report" / "index.html").write_text("")  # the report's own files and hidden folders do not count
+    (run / ".submitit").mkdir()
+    (run / ".submitit" / "log").write_text("")
+    assert stale(sweep, tables) is None
+    changes = {
+        "a file replaced, same contents": lambda: (run / "status.json").write_text((run / "status.json").read_text()),
+        # rsync -a: a new file under the old name, with the old file's times
+        "copied with its old times": lambda: shutil.copy2(sweep / "seed=1,task.m=1" / "metrics.parquet",
+                                                         run / "metrics.parquet"),
+        "a run added": lambda: shutil.copytree(run, sweep / "seed=9,task.m=1"),
+        "a run removed": lambda: shutil.rmtree(sweep / "seed=9,task.m=1"),
+    }
+    for what, change in changes.items():
+        change()
+        assert stale(sweep, tables) == "are older than the runs (runs added, removed or changed since)", what
         aggregate([sweep], quiet())
-    # the runs table, written last, is the old one: the set is older than the sweep, so it is rebuilt
-    assert len(load_table(tables, "runs")) == 2
-    assert tables_are_stale([sweep], tables, sweep / "report")
+        assert stale(sweep, tables) is None, what
+    StatusWriter(run).update(state="running", host=socket.gethostname(), pid=os.getpid())
+    aggregate([sweep], quiet())  # a running run's state changes with no file changing (its process may die)
+    assert stale(sweep, tables) == "hold 1 run(s) that were still running"
+
+
+def test_a_run_that_changes_while_it_is_read_leaves_the_tables_stale(tmp_path, monkeypatch):
+    sweep = make_sweep(tmp_path / "sweep", n_seeds=2, n_conditions=1)
+    run = sweep / "seed=0,task.m=1"
+    real = stage.read_run
+
+    def read_then_finish_another_attempt(run_dir, rid, *args):
+        row = real(run_dir, rid, *args)
+        if run_dir == run.resolve():
+            StatusWriter(run).update(attempts=2)
+        return row
+
+    monkeypatch.setattr(stage, "read_run", read_then_finish_another_attempt)
+    aggregate([sweep], quiet())
+    assert stale(sweep, sweep / "tables") is not None
+
+
+def test_the_manifest_records_the_options_the_tables_were_built_with(tmp_path):
+    sweep = make_sweep(tmp_path / "sweep", n_seeds=2, n_conditions=1)
+    aggregate([sweep], quiet(reference=Reference.displacement, alignment_k=2))
+    manifest = read_manifest(sweep / "tables")
+    assert manifest["options"] == {"reference": "displacement", "expanding_windows": 10, "sliding_width": 0.2,
+                                   "sliding_stride": 0.1, "alignment_k": 2, "probes": False}
+    assert manifest["runs"] == 2 and manifest["running"] == []
+
+
+def test_a_run_found_twice_in_a_folder_of_sweeps_is_counted_once(tmp_path):
+    for sweep in ("a", "b"):  # the same sweep, launched twice
+        make_sweep(tmp_path / "folder" / sweep, n_seeds=2, n_conditions=1)
+    shutil.rmtree(tmp_path / "folder" / "b" / "seed=0,task.m=1")
+    make_sweep(tmp_path / "other", n_seeds=3, n_conditions=1)
+    shutil.copytree(tmp_path / "other" / "seed=2,task.m=1", tmp_path / "folder" / "b" / "seed=2,task.m=1")
+    tables = aggregate([tmp_path / "folder"], quiet()).tables
+    runs = tables["runs"].set_index("run_id")
+    assert runs["state"].to_dict() == {"a/seed=0,task.m=1": "completed", "a/seed=1,task.m=1": "completed",
+                                       "b/seed=1,task.m=1": "duplicate", "b/seed=2,task.m=1": "completed"}
+    assert runs.loc["b/seed=1,task.m=1", "reason"].startswith("the same config and seed as a/seed=1,task.m=1")
+    assert set(tables["effective_rank"]["run_id"]) == {"a/seed=0,task.m=1", "a/seed=1,task.m=1", "b/seed=2,task.m=1"}
+    pairs = tables["subspace_alignment"][["seed_a", "seed_b"]].drop_duplicates()
+    assert sorted(map(tuple, pairs.to_numpy().tolist())) == [(0, 1), (0, 2), (1, 2)]  # no seed paired with itself
+    assert condition_columns(tables["runs"][tables["runs"]["state"] == "completed"]) == []
+
+
+def test_a_relaunch_that_rewrites_the_hydra_files_unchanged_keeps_the_cache(tmp_path):
+    sweep = make_sweep(tmp_path / "sweep", n_seeds=2, n_conditions=1)
+    aggregate([sweep], quiet())
+    for config in sweep.glob("*/.hydra/config.yaml"):  # as Hydra does for every job, a skipped one too
+        text = config.read_text()
+        config.unlink()
+        config.write_text(text)
+    again = aggregate([sweep], quiet())
+    assert (again.computed, again.cached) == (0, 2)
 
 
 def test_worker_processes_give_the_same_tables_as_one_process(tmp_path, monkeypatch):
@@ -259,6 +344,20 @@ def test_a_run_whose_files_are_damaged_after_its_results_were_cached_is_unreadab
     metrics.write_bytes(metrics.read_bytes()[:100])
     runs = aggregate([sweep], quiet()).tables["runs"].set_index("run_id")
     assert runs.loc["seed=0,task.m=1", "state"] == "unreadable" and "parquet" in runs.loc["seed=0,task.m=1", "reason"].lower()
+    metrics.unlink()
+    runs = aggregate([sweep], quiet()).tables["runs"].set_index("run_id")
+    assert runs.loc["seed=0,task.m=1", "reason"] == "ValueError: metrics.parquet is missing"
+
+
+def test_a_completed_run_whose_metrics_stop_before_its_last_step_is_unreadable(tmp_path):
+    sweep = make_sweep(tmp_path / "sweep", n_seeds=2, n_conditions=1)
+    metrics = sweep / "seed=1,task.m=1" / "metrics.parquet"
+    frame = pd.read_parquet(metrics)
+    frame[frame["step"] < frame["step"].max()].to_parquet(metrics)
+    runs = aggregate([sweep], quiet()).tables["runs"].set_index("run_id")
+    assert runs.loc["seed=1,task.m=1", "state"] == "unreadable"
+    assert "metrics.parquet has its last evaluation at step" in runs.loc["seed=1,task.m=1", "reason"]
+    assert runs.loc["seed=0,task.m=1", "state"] == "completed"
 
 
 def test_run_ids_and_the_default_output_folder_for_several_paths(tmp_path):

@@ -11,7 +11,6 @@ import pytest
 
 from manifold_sweeps.aggregate.metrics_table import metrics_rows
 from manifold_sweeps.report.build import build_report
-from manifold_sweeps.report.freshness import tables_are_stale
 from manifold_sweeps.report.tables import commutator_summary, problem_runs, rank_summary, state_counts
 from manifold_sweeps.rundir.metrics import MetricsLog
 
@@ -119,31 +118,11 @@ def test_state_counts_cover_every_state_and_left_out_runs_say_why():
     runs["state"] = ["completed", "completed", "failed", "diverged", "interrupted", "running", "unreadable"]
     runs["reason"] = [None, None, "x" * 500, "nan loss", "killed", "step 3 of 9", "no status.json"]
     counts = state_counts(runs).set_index("state")["runs"].to_dict()
-    assert counts == {"completed": 2, "failed": 1, "diverged": 1, "interrupted": 1, "running": 1, "unreadable": 1, "total": 7}
+    assert counts == {"completed": 2, "failed": 1, "diverged": 1, "interrupted": 1, "running": 1, "unreadable": 1, "duplicate": 0,
+                      "total": 7}
     left_out = problem_runs(runs)
     assert list(left_out["state"]) == ["failed", "diverged", "interrupted", "running", "unreadable"]
     assert len(left_out["reason"].iloc[0]) <= 160 and left_out["reason"].iloc[0].endswith("...")
-
-
-def test_tables_are_stale_until_aggregated_and_again_once_a_run_changes(tmp_path):
-    sweep, past = tmp_path / "sweep", 1_000_000_000
-    run = sweep / "seed=0"
-    (run / ".submitit").mkdir(parents=True)
-    (run / "status.json").write_text("{}")
-    tables, report = sweep / "tables", sweep / "report"
-    assert tables_are_stale([sweep], tables, report)  # never aggregated
-    tables.mkdir()
-    (tables / "runs.parquet").write_bytes(b"")
-    report.mkdir()
-    for path in (run / "status.json", run / ".submitit", run, tables, report, sweep):
-        os.utime(path, (past, past))
-    os.utime(tables / "runs.parquet", (past + 10, past + 10))
-    assert not tables_are_stale([sweep], tables, report)
-    (report / "index.html").write_text("")  # the report's own files and hidden folders do not count
-    (run / ".submitit" / "log").write_text("")
-    assert not tables_are_stale([sweep], tables, report)
-    (run / "status.json").write_text('{"state": "completed"}')  # a run changed after aggregating
-    assert tables_are_stale([sweep], tables, report)
 
 
 def test_metrics_rows_are_the_runs_metrics_in_long_form(tmp_path):

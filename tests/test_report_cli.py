@@ -11,13 +11,10 @@ from manifold_sweeps.paths import REPO_ROOT
 
 from .conftest import run_cli
 
-try:  # the aggregation stage (issue 3) is merged separately; this test runs once it is
-    from manifold_sweeps.aggregate import aggregate  # noqa: F401
-    HAS_AGGREGATION = True
-except ImportError:
-    HAS_AGGREGATION = False
+from manifold_sweeps.aggregate import aggregate, load_table
+from manifold_sweeps.config.schema import AggregateConfig, Reference
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not HAS_AGGREGATION, reason="needs the aggregation stage")]
+pytestmark = pytest.mark.slow
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -48,6 +45,14 @@ def test_the_report_of_a_smoke_sweep_aggregates_first_then_only_when_runs_change
     later = time.time() + 5
     os.utime(status, (later, later))
     assert "aggregating first" in report(str(sweep)).stderr
+
+    # Tables built with other options are rebuilt with those options, and the report says which.
+    aggregate([sweep], AggregateConfig(reference=Reference.displacement, progress_every_s=3600.0))
+    os.utime(status, (later + 5, later + 5))
+    rebuilt = report(str(sweep))
+    assert "aggregating first (--reference displacement" in rebuilt.stderr
+    assert set(load_table(sweep / "tables", "effective_rank")["reference"]) == {"displacement"}
+    assert "--reference displacement" in (sweep / "report" / "report.md").read_text()
 
 
 def test_a_path_without_runs_is_a_clear_error(tmp_path):

@@ -2,9 +2,11 @@
 
 One file per run and reducer in `<tables>/.cache/`, written atomically: its key, then the results,
 as two pickles, so the key is read without the results. The key holds the run
-directory, the reducer's name and version, the options that change results, and the size,
-modification time (ns) and inode of every file the reducer reads: a rewritten or replaced file
-changes the key, and the run is reduced again. A cache file that cannot be read counts as absent.
+directory, the reducer's name and version, the options that change results, and for every file the
+reducer reads: the hash of its contents for the small `.json` and `.yaml` files (Hydra rewrites a
+run's `.hydra/` files, unchanged, whenever a relaunch reaches the run, even one it skips), the size,
+modification time (ns) and inode for the others. A changed file changes the key, and the run is
+reduced again. A cache file that cannot be read counts as absent.
 Entries of run directories that no longer exist are deleted after each aggregation (`prune`), so a
 cache shared by sweeps whose runs get deleted does not grow without end.
 """
@@ -20,15 +22,19 @@ from typing import Iterable
 from ..rundir.atomic import atomic_path
 from .reducers import ALWAYS_READ, Reducer, RunOutput
 
-FORMAT = 2  # 2: the key before the results, as a pickle of its own
+FORMAT = 3  # 2: the key before the results, as a pickle of its own; 3: small text files keyed by content
+CONTENT_KEYED = (".json", ".yaml")
 
 
-def file_stats(run_dir: Path, names: tuple[str, ...]) -> dict[str, list[int] | None]:
-    stats = {}
+def file_stats(run_dir: Path, names: tuple[str, ...]) -> dict[str, list[int] | str | None]:
+    stats: dict[str, list[int] | str | None] = {}
     for name in names:
         try:
-            st = os.stat(run_dir / name)
-            stats[name] = [st.st_size, st.st_mtime_ns, st.st_ino]
+            if name.endswith(CONTENT_KEYED):
+                stats[name] = hashlib.sha1((run_dir / name).read_bytes()).hexdigest()
+            else:
+                st = os.stat(run_dir / name)
+                stats[name] = [st.st_size, st.st_mtime_ns, st.st_ino]
         except OSError:
             stats[name] = None
     return stats

@@ -22,15 +22,16 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from ..rundir.metrics import load_metrics
+from ..rundir.metrics import METRICS_FILE, load_metrics
 from ..rundir.status import effective_state, read_status
 from ..rundir.trajectory import load_trajectory
 
-STATES = ("completed", "failed", "diverged", "running", "interrupted", "unreadable")
+STATES = ("completed", "failed", "diverged", "running", "interrupted", "unreadable", "duplicate")
 CONFIG_FILE = os.path.join(".hydra", "config.yaml")
 HYDRA_FILE = os.path.join(".hydra", "hydra.yaml")
 # Columns that describe how a run went rather than which experiment it is.
-OUTCOME_COLUMNS = ("run_id", "run_dir", "state", "reason", "seed", "wall_time_s", "last_step", "total_steps", "n_snapshots")
+OUTCOME_COLUMNS = ("run_id", "run_dir", "state", "reason", "seed", "wall_time_s", "last_step", "total_steps", "n_snapshots",
+                   "config_fingerprint")
 OUTCOME_PREFIXES = ("final_accuracy_",)
 # Config keys that change how a run is carried out, not what it computes.
 NOT_CONDITIONS = ("train.progress_every_s", "train.checkpoint_every")
@@ -82,9 +83,16 @@ def _group_choices(run_dir: Path) -> dict[str, object]:
     return {group: choice for group, choice in choices.items() if not group.startswith("hydra/")}
 
 
-def _final_accuracies(run_dir: Path) -> dict[str, float]:
+def _final_accuracies(run_dir: Path, completed_steps: int | None = None) -> dict[str, float]:
+    """Accuracy per m at the last evaluation. With completed_steps (a completed run, which evaluates at
+    its last step), metrics without that evaluation are lost or cut short: ValueError."""
+    if completed_steps is not None and not (run_dir / METRICS_FILE).exists():
+        raise ValueError(f"{METRICS_FILE} is missing")
     metrics = load_metrics(run_dir)
     accuracy = metrics[metrics["metric"] == "eval_accuracy"].sort_values("step", kind="stable")
+    if completed_steps is not None and (accuracy.empty or int(accuracy["step"].max()) != int(completed_steps)):
+        last = int(accuracy["step"].max()) if len(accuracy) else None
+        raise ValueError(f"{METRICS_FILE} has its last evaluation at step {last}, but the run completed {completed_steps} steps")
     last = accuracy.groupby("m").last()["value"]
     return {f"final_accuracy_m{int(m)}": float(v) for m, v in last.items()}
 
@@ -114,7 +122,7 @@ def _check_readable(run_dir: Path, row: dict) -> None:
     if len(trajectory) == 0 or (total is not None and int(trajectory.steps[-1]) != int(total)):
         last = int(trajectory.steps[-1]) if len(trajectory) else None
         raise ValueError(f"trajectory_steps.npy ends at step {last}, but the run completed {total} steps")
-    row.update(_final_accuracies(run_dir))
+    row.update(_final_accuracies(run_dir, total))
 
 
 def read_run(run_dir: Path, run_id: str, now: float | None = None) -> dict:
@@ -127,7 +135,8 @@ def read_run(run_dir: Path, run_id: str, now: float | None = None) -> dict:
     row["seed"] = config.get("seed") if config else None
     row.update(_group_choices(run_dir))
     row.update(wall_time_s=status.get("wall_time_s"), last_step=status.get("last_step"),
-               total_steps=status.get("total_steps"), n_snapshots=None)
+               total_steps=status.get("total_steps"), n_snapshots=None,
+               config_fingerprint=status.get("config_fingerprint"))
     if config is None:
         if state != "unreadable":
             row["reason"] = f"{CONFIG_FILE} is missing or unreadable ({state} run)"
@@ -146,6 +155,22 @@ def read_run(run_dir: Path, run_id: str, now: float | None = None) -> dict:
             pass
     row["run_dir"] = str(run_dir)
     return row
+
+
+def mark_duplicates(rows: dict[str, dict]) -> None:
+    """Completed runs with one config_fingerprint (the same config and seed: a sweep launched twice
+    into a folder of sweeps, a copied run) repeat one experiment; counting each would count a seed
+    twice. The first by run id stays `completed`, the others become `duplicate`."""
+    first: dict[str, str] = {}
+    for rid in sorted(rows):
+        row, fingerprint = rows[rid], rows[rid].get("config_fingerprint")
+        if row["state"] != "completed" or not fingerprint:
+            continue
+        if fingerprint in first:
+            row.update(state="duplicate", reason=f"the same config and seed as {first[fingerprint]} "
+                                                 f"(config_fingerprint {fingerprint}): counted once")
+        else:
+            first[fingerprint] = rid
 
 
 def _column_dtype(values: pd.Series) -> str | None:

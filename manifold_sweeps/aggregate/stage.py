@@ -2,7 +2,8 @@
 
     find run directories -> a `runs` row each (state, config, final accuracies)
     -> every reducer on each completed run not in the cache (in --workers processes)
-    -> combined per-run tables -> summaries -> parquet (+ CSV for runs and summaries), `runs` last
+    -> combined per-run tables -> summaries -> parquet (+ CSV for runs and summaries)
+    -> aggregation.json last (manifest.py: what the tables were built from)
 
 Runs that are not completed, or whose files turn out unreadable while reducing, stay in `runs`
 with their state and reason and are left out of every other table.
@@ -23,6 +24,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -34,9 +36,10 @@ from ..config.schema import AggregateConfig
 from ..config.validation import validate_aggregate
 from .cache import RunCache
 from .discovery import find_run_dirs, run_id
+from .manifest import MANIFEST_FILE, runs_signature, write_manifest
 from .reducers import typed_frame
 from .registry import reducers, summaries
-from .runs import read_run, runs_frame
+from .runs import mark_duplicates, read_run, runs_frame
 from .tables import write_table
 
 CACHE_DIR = ".cache"
@@ -61,6 +64,11 @@ def result_options(cfg: AggregateConfig) -> dict:
         "reference": cfg.reference.value, "expanding_windows": cfg.expanding_windows,
         "sliding_width": cfg.sliding_width, "sliding_stride": cfg.sliding_stride, "alignment_k": cfg.alignment_k,
     }
+
+
+def table_options(cfg: AggregateConfig) -> dict:
+    """The options that change the tables (recorded in the manifest): the reducers' and --probes."""
+    return {**result_options(cfg), "probes": cfg.probes}
 
 
 class _Progress:
@@ -147,9 +155,10 @@ def aggregate(
     cfg = cfg or AggregateConfig()
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     validate_aggregate(cfg)
-    t0 = time.monotonic()
+    t0, created_at = time.monotonic(), datetime.now(timezone.utc).isoformat(timespec="seconds")
     root, run_dirs = find_run_dirs(paths)
     out = Path(cfg.out) if cfg.out else root / "tables"
+    signature = runs_signature(run_dirs, out)  # before any run is read
     cache = RunCache(out / CACHE_DIR, result_options(cfg), fresh=cfg.fresh)
     result = AggregationResult(root=root, out=out, tables={})
     progress = _Progress(len(run_dirs), cfg.progress_every_s, log)
@@ -162,6 +171,8 @@ def aggregate(
     for run_dir in run_dirs:
         rid = run_id(root, run_dir)
         dirs[rid], rows[rid] = run_dir, read_run(run_dir, rid)
+    mark_duplicates(rows)
+    for rid, run_dir in dirs.items():
         if rows[rid]["state"] != "completed":
             progress.advance(result)
             continue
@@ -202,10 +213,13 @@ def aggregate(
             tables[summary.name] = summary.build(tables, lambda rid, reducer: cache.arrays(dirs[rid], reducer), cfg)
 
     csv = ["runs", *(s.name for s in summaries(cfg))]
-    # `runs` last: its time stamps the set (report/freshness.py), so an aggregation stopped half-way
-    # leaves an old `runs` behind, older than the sweep's changes, and the set reads as stale.
+    # No manifest while the tables are being replaced, and a new one after them all: tables left
+    # half-written by a stopped aggregation read as stale (manifest.py).
+    (out / MANIFEST_FILE).unlink(missing_ok=True)
     for name in sorted(tables, key=lambda name: name == "runs"):
         write_table(out, name, tables[name], csv=name in csv)
+    running = sorted(rid for rid, row in rows.items() if row["state"] == "running")
+    write_manifest(out, created_at, table_options(cfg), signature, len(run_dirs), running)  # last: it vouches for the tables
     pruned = cache.prune(run_dirs)
     if pruned:
         log(f"removed {pruned} cache entries of run directories that no longer exist from {cache.folder}")

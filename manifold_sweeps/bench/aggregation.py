@@ -35,6 +35,7 @@ from omegaconf import OmegaConf
 from ..config.schema import Config
 from ..rundir.metrics import MetricsLog
 from ..rundir.status import StatusWriter
+from ..training.packing import config_fingerprint
 from ..rundir.trajectory import MATRICES, META_FILE, STEPS_FILE, TRAJECTORY_FILE
 
 FULL = dict(n_seeds=20, n_conditions=6, n_snapshots=201, n_layers=2, d_model=128)
@@ -100,7 +101,8 @@ def write_synthetic_sweep(folder: Path, n_seeds: int, n_conditions: int, n_snaps
                 metrics.add(step, "eval_accuracy", 1 / 8 if step == 0 else 0.99, m=m)
             metrics.flush()
             StatusWriter(run_dir).update(state="completed", total_steps=int(steps[-1]), last_step=int(steps[-1]),
-                                         wall_time_s=60.0)
+                                         wall_time_s=60.0,
+                                         config_fingerprint=config_fingerprint(OmegaConf.load(run_dir / ".hydra" / "config.yaml")))
             run_dirs.append(run_dir)
     return run_dirs
 

@@ -8,7 +8,6 @@
     tables.py          the summary tables, rounded, seeds counted
     document.py        the content as plain data, rendered by render_html.py and render_markdown.py
     build.py           writes the report folder
-    freshness.py       whether the tables must be rebuilt first
 """
 
 from .build import build_report

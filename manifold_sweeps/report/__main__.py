@@ -1,8 +1,9 @@
 """`python -m manifold_sweeps.report PATH [PATH ...]`: the report of a sweep, aggregating it first when needed.
 
 PATH is what the aggregation takes: a sweep directory, a run directory, or a folder of sweeps. The
-tables are rebuilt (python -m manifold_sweeps.aggregate) when missing or older than the runs; the
-report lands in report/ beside them and the path of its index.html is printed.
+tables are rebuilt (python -m manifold_sweeps.aggregate, with the options they were last built with)
+when missing or stale (`aggregate/manifest.py`); the report lands in report/ beside them and the
+path of its index.html is printed.
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ import pandas as pd
 
 from ..aggregate import aggregate, condition_columns, load_table
 from ..aggregate.discovery import NoRunsError, find_run_dirs
-from ..config.schema import AggregateConfig
+from ..aggregate.manifest import REPORT_DIR, config_from_manifest, describe_options, read_manifest, stale_reason
 from .build import build_report
 from .data import ReportData
-from .freshness import tables_are_stale
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -47,20 +47,22 @@ def load_tables(tables_dir: Path) -> dict[str, pd.DataFrame]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        root, _ = find_run_dirs(args.paths)
+        root, run_dirs = find_run_dirs(args.paths)
     except NoRunsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     tables_dir = Path(args.tables) if args.tables else root / "tables"
-    out = Path(args.out) if args.out else tables_dir.parent / "report"
-    # Made before the tables: creating it later would make the sweep folder look newer than its tables.
-    out.mkdir(parents=True, exist_ok=True)
-    if tables_are_stale(args.paths, tables_dir, out):
-        progress(f"tables in {tables_dir} are missing or older than the runs: aggregating first")
-        aggregate(args.paths, AggregateConfig(out=str(tables_dir)), log=progress)
+    out = Path(args.out) if args.out else tables_dir.parent / REPORT_DIR
+    stale = stale_reason(run_dirs, tables_dir)
+    if stale:
+        # With the options the tables were last built with (`make aggregate ARGS=...`), not the defaults.
+        cfg = config_from_manifest(read_manifest(tables_dir), str(tables_dir))
+        progress(f"tables in {tables_dir} {stale}: aggregating first ({describe_options(cfg)})")
+        aggregate(args.paths, cfg, log=progress)
     tables = load_tables(tables_dir)
     runs = tables.pop("runs")
-    data = ReportData(runs, condition_columns(runs[runs["state"] == "completed"]), tables)
+    data = ReportData(runs, condition_columns(runs[runs["state"] == "completed"]), tables,
+                      aggregation=read_manifest(tables_dir) or {})
 
     matplotlib.use("Agg")  # files only: no display needed
     import seaborn as sns

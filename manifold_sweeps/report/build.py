@@ -20,6 +20,7 @@ from typing import Callable
 
 import matplotlib.pyplot as plt
 
+from ..aggregate.manifest import config_from_manifest, describe_options
 from ..rundir.atomic import atomic_path, write_text
 from .claims import CLAIMS, Outcome, Verdict
 from .data import ReportData
@@ -95,6 +96,10 @@ def _sweep_section(data: ReportData, source: str) -> Section:
     if not completed.empty:
         seeds = completed.groupby("condition").size()
         facts.append(("seeds per condition", f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()} to {seeds.max()}"))
+    options = data.aggregation.get("options")
+    if options:
+        facts.append(("aggregation", describe_options(config_from_manifest(data.aggregation, out=""))
+                      + f" (tables built {data.aggregation.get('created_at')})"))
     facts += [(key, value) for key, value in fixed_settings(data)]
     blocks = [Facts(facts)]
     if int(counts.get("completed", 0)) == 0:

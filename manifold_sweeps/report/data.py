@@ -65,6 +65,7 @@ class ReportData:
     runs: pd.DataFrame  # the `runs` table: every run found, in any state
     conditions: list[str]  # columns of `runs` that define a condition (vary across completed runs, seed aside)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # every other table, by name
+    aggregation: dict = field(default_factory=dict)  # the tables' manifest (aggregate/manifest.py), {} if none
 
     def __post_init__(self) -> None:
         completed = self.runs[self.runs["state"] == "completed"].copy()

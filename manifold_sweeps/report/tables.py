@@ -13,7 +13,7 @@ import pandas as pd
 from .data import ReportData
 
 # Every state of the runs table (aggregation), in the order the report lists them.
-STATES = ("completed", "failed", "diverged", "interrupted", "running", "unreadable")
+STATES = ("completed", "failed", "diverged", "interrupted", "running", "unreadable", "duplicate")
 # Settings worth showing a reader, when the sweep holds them fixed.
 SETUP_KEYS = ("task.op", "task.modulus", "task.seq_len", "task.m", "curriculum.kind", "curriculum.ms", "model.n_layers",
               "model.n_heads", "model.d_model", "model.mlp_ratio", "optimizer.name", "optimizer.lr",

@@ -1,0 +1,94 @@
+"""`<tables>/aggregation.json`: what a set of tables was built from, written last by each aggregation.
+
+    created_at   when the aggregation began (UTC, ISO 8601), for people
+    options      the options that change the tables (reference, windows, alignment_k, probes), so that
+                 a rebuild (the report's) reproduces them instead of the defaults
+    runs         how many run directories were aggregated
+    signature    a hash of every run directory's path and of the path, size, modification time and
+                 inode of every file and folder in it (hidden folders aside), taken before any was read
+    running      ids of runs that were `running`: their state depends on the clock and on whether their
+                 process lives, which no file records, so tables holding them are never up to date
+
+The report rebuilds the tables when they are stale (`stale_reason`): no manifest, a running run, or
+another signature: a run added, removed or changed since, including while the aggregation was
+reading it, and files copied with their old times (`rsync -a` replaces them: new inodes). An
+aggregation with `--probes` writes into the runs it probes, so the next check finds its tables stale
+once; that rebuild comes from the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from ..config.schema import AggregateConfig, Reference
+from ..rundir.atomic import write_text
+
+MANIFEST_FILE = "aggregation.json"
+REPORT_DIR = "report"  # the report's default folder, beside the tables
+FORMAT = 1
+
+
+def write_manifest(out: Path, created_at: str, options: dict, signature: str, n_runs: int,
+                   running: list[str]) -> None:
+    payload = {"format": FORMAT, "created_at": created_at, "options": options, "runs": n_runs,
+               "signature": signature, "running": running}
+    write_text(Path(out) / MANIFEST_FILE, json.dumps(payload, indent=1) + "\n")
+
+
+def read_manifest(tables_dir: Path) -> dict | None:
+    try:
+        payload = json.loads((Path(tables_dir) / MANIFEST_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return payload if isinstance(payload, dict) and payload.get("format") == FORMAT else None
+
+
+def config_from_manifest(manifest: dict | None, out: str) -> AggregateConfig:
+    """The AggregateConfig that rebuilds the tables the manifest describes (defaults without one)."""
+    options = dict((manifest or {}).get("options") or {})
+    if "reference" in options:
+        options["reference"] = Reference(options["reference"])
+    return AggregateConfig(out=out, **options)
+
+
+def describe_options(cfg: AggregateConfig) -> str:
+    """The table-changing options as the aggregation command's flags would set them."""
+    return (f"--reference {cfg.reference.value} --expanding-windows {cfg.expanding_windows} "
+            f"--sliding-width {cfg.sliding_width} --sliding-stride {cfg.sliding_stride}"
+            + (f" --alignment-k {cfg.alignment_k}" if cfg.alignment_k is not None else "")
+            + (" --probes" if cfg.probes else ""))
+
+
+def runs_signature(run_dirs: list[Path], tables_dir: Path) -> str:
+    """Hash of the run directories as they are on disk now (see the module docstring). The tables and
+    the report beside them (`report/`) are left out: they may lie inside a run directory aggregated alone."""
+    skip = {Path(tables_dir).resolve(), (Path(tables_dir) / ".." / REPORT_DIR).resolve()}
+    digest = hashlib.sha1()
+    for run_dir in sorted(Path(d).resolve() for d in run_dirs):
+        digest.update(f"run {run_dir}\n".encode())
+        for folder, subdirs, files in os.walk(run_dir):
+            here = Path(folder)
+            subdirs[:] = sorted(d for d in subdirs if not d.startswith(".") and (here / d).resolve() not in skip)
+            for name in [*sorted(files), *subdirs]:
+                try:
+                    st = os.stat(here / name)
+                except OSError:  # a file that vanished while walking (a run writing atomically)
+                    continue
+                digest.update(f"{(here / name).relative_to(run_dir)} {st.st_size} {st.st_mtime_ns} {st.st_ino}\n".encode())
+    return digest.hexdigest()
+
+
+def stale_reason(run_dirs: list[Path], tables_dir: Path) -> str | None:
+    """Why the tables in tables_dir do not describe these run directories as they are now; None if they do."""
+    tables_dir = Path(tables_dir)
+    manifest = read_manifest(tables_dir)
+    if manifest is None or not (tables_dir / "runs.parquet").exists():
+        return "are missing or were left half-written"
+    if manifest["running"]:
+        return f"hold {len(manifest['running'])} run(s) that were still running"
+    if runs_signature(run_dirs, tables_dir) != manifest["signature"]:
+        return "are older than the runs (runs added, removed or changed since)"
+    return None
