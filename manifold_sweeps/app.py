@@ -40,8 +40,9 @@ def run_pack(cfgs: list[DictConfig], run_dirs: list[str | os.PathLike]) -> list[
                 states[i] = state
             if stop():
                 break
-    if "interrupted" in states:
-        stop.hand_over()
+    # A signal after training's last poll (during the final evaluation and checkpoint, or while
+    # finished runs are skipped) ends the job too: the next job must not start under a kill that follows.
+    stop.hand_over()
     return states
 
 

@@ -128,6 +128,25 @@ def test_outside_submitit_sigterm_stops_training_and_exits_with_128_plus_the_sig
     assert read_status(tmp_path)["checkpoint_step"] == 5
 
 
+def test_a_signal_after_trainings_last_poll_still_ends_the_job(tmp_path, monkeypatch, outside_submitit):
+    cfg = compose_config("experiment=smoke")
+    real = loop.evaluate
+
+    def evaluate_then_signal(model, eval_sets):  # the final evaluation, after the loop's last poll
+        results = real(model, eval_sets)
+        if loop_step["n"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        loop_step["n"] += 1
+        return results
+
+    loop_step = {"n": 0}  # evaluations at steps 0, 20 and 40 (the last)
+    monkeypatch.setattr(loop, "evaluate", evaluate_then_signal)
+    with pytest.raises(SystemExit) as info:
+        run_pack([cfg], [tmp_path])
+    assert info.value.code == 128 + signal.SIGTERM
+    assert read_status(tmp_path)["state"] == "completed"  # the run itself had finished
+
+
 def test_no_signal_no_hand_over_and_an_ignored_signal_is_left_ignored(tmp_path, outside_submitit):
     with StopSignal() as stop:
         assert train(compose_config("experiment=smoke"), tmp_path, should_stop=stop) == "completed"

@@ -14,10 +14,11 @@ from manifold_sweeps.config.validation import ConfigError
 from manifold_sweeps.rundir.checkpoint import load_checkpoint, save_checkpoint
 from manifold_sweeps.rundir.lock import LOCK_NAME, RunDirBusy
 from manifold_sweeps.rundir.metrics import load_metrics
-from manifold_sweeps.rundir.status import read_status
+from manifold_sweeps.rundir.status import StatusWriter, read_status
 from manifold_sweeps.rundir.trajectory import load_trajectory
 from manifold_sweeps.training import loop
 from manifold_sweeps.training.loop import train, train_pack
+from manifold_sweeps.training.packing import config_fingerprint
 
 from .conftest import compose_config, shrink
 
@@ -122,11 +123,42 @@ def test_a_run_checkpointed_on_a_gpu_asks_for_the_gpu_instead_of_resuming_with_a
     saved["rng"] = {**saved["rng"], "data_device": "cuda", "data": torch.zeros(16, dtype=torch.uint8)}
     del saved["format"]
     save_checkpoint(tmp_path, saved)
-    with pytest.raises(ConfigError, match="written training on cuda.*train.device=cuda"):
+    cfg = compose_config("experiment=smoke", "train.device=auto")  # a GPU run's usual setting, on a CPU-only node
+    saved["config"]["train"]["device"] = "auto"
+    save_checkpoint(tmp_path, saved)
+    StatusWriter(tmp_path).update(config_fingerprint=config_fingerprint(cfg))
+    with pytest.raises(ConfigError, match=r"written training on cuda.*train.device=auto trains on cpu here; "
+                                          r"relaunch the same command on a node with a GPU"):
         train(cfg, tmp_path)
     status = read_status(tmp_path)
-    assert status["state"] == "failed" and "train.device=cuda" in status["error"]
+    assert status["state"] == "failed" and "on a node with a GPU" in status["error"]
+    assert status.get("traceback") is None and status["attempts"] == 1  # refused before another attempt began
     assert load_checkpoint(tmp_path)["step"] == 15  # kept, for a relaunch on a GPU
+
+
+def test_a_resumed_attempt_clears_the_last_attempts_failure(tmp_path, monkeypatch):
+    cfg = compose_config("experiment=smoke", "train.checkpoint_every=10")
+    real = loop.sample_batches
+    calls = {"n": 0}
+
+    def crash_once(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 25:
+            raise RuntimeError("node lost")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "sample_batches", crash_once)
+    with pytest.raises(RuntimeError):
+        train(cfg, tmp_path)
+    failed = read_status(tmp_path)
+    assert failed["state"] == "failed" and failed["traceback"] and failed["ended_at"]
+    resumed = {}
+    monkeypatch.setattr(loop, "sample_batches", lambda *a, **k: resumed.setdefault("status", read_status(tmp_path)) and real(*a, **k))
+    assert train(cfg, tmp_path) == "completed"
+    running = resumed["status"]
+    assert running["state"] == "running" and running["resumed_at_step"] == 20
+    assert running.get("error") is None and running.get("traceback") is None and running.get("ended_at") is None
+    assert read_status(tmp_path).get("traceback") is None
 
 
 @pytest.mark.parametrize("crash_at_batch", [7, 25, 33])

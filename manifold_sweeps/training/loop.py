@@ -113,8 +113,9 @@ def train_pack(
             try:
                 _ensure_config_file(cfg, run_dir)
                 validate(cfg)
-                resolve_device(cfg.train.device)  # where the job runs: a login node may have no GPU
+                device = resolve_device(cfg.train.device)  # where the job runs: a login node may have no GPU
                 _check_same_run(cfg, run_dir)
+                _check_resume_device(cfg, run_dir, device)
             except ConfigError as err:
                 if _is_own_unfinished_run(cfg, run_dir):
                     StatusWriter(run_dir).update(state="failed", error=str(err), ended_at=now_iso())
@@ -230,6 +231,26 @@ def _check_same_run(cfg: DictConfig, run_dir: Path) -> None:
     )
 
 
+def _check_resume_device(cfg: DictConfig, run_dir: Path, device: torch.device) -> None:
+    """Refuse to resume a checkpoint on another kind of device than the one it was written on.
+
+    The batches come from a generator on the training device: CPU and CUDA generators are different
+    streams with different states, so a run continues only on the kind it began on. train.device is
+    part of the run's config, so the way out is the same command where it resolves as before.
+    """
+    if _finished_state(run_dir) is not None:
+        return
+    saved = load_checkpoint(run_dir)
+    began_on = saved["rng"].get("data_device", device.type) if saved else device.type
+    if began_on != device.type:
+        where = "on a node with a GPU" if began_on == "cuda" else "where no GPU is visible (CUDA_VISIBLE_DEVICES=)"
+        raise ConfigError(
+            f"{run_dir}: its checkpoint (step {saved['step']}) was written training on {began_on}, and its data "
+            f"stream continues only there, but train.device={_name(cfg.train.device)} trains on {device.type} here; "
+            f"relaunch the same command {where}"
+        )
+
+
 def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> list[str]:
     should_stop = should_stop or (lambda: False)
     cfg0 = cfgs[0]
@@ -297,6 +318,8 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
                 versions=library_versions(),
                 config_fingerprint=config_fingerprint(run.cfg),
                 error=None,
+                traceback=None,
+                ended_at=None,
                 wall_time_s=run.wall_before,
             )
         commutators = None
@@ -330,7 +353,10 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
                     if run.active:
                         run.state = "interrupted"
                         run.status.update(state="interrupted", last_step=step, wall_time_s=_wall(run, t_start))
-                log.warning("stop requested: checkpointed at step %d; a relaunch resumes from there", step)
+                # Paths inside the text, not as arguments: a line naming a run as an argument goes to that
+                # run's log alone (launch/pack_logs.py), and this one is about the whole pack.
+                log.warning(f"stop requested: checkpointed at step {step}; the same command with hydra.run.dir="
+                            f"{runs[0].dir} (a sweep: hydra.sweep.dir={runs[0].dir.parent}) resumes it")
                 break
             # --- snapshot and evaluation ----------------------------------------------------------
             if step in planned_set:
@@ -488,15 +514,6 @@ def _resume(runs: list[Run], model: Transformer, opt: PackedOptimizer) -> int:
             "runs packed together must resume from checkpoints at the same step, found "
             + ", ".join(f"{r.dir}: {s['step'] if s else 'none'}" for r, s in zip(runs, saved))
         )
-    for run, s in zip(runs, saved):
-        # The batches come from a generator on the training device: CPU and CUDA generators are
-        # different streams with different states, so a run continues only on the kind it began on.
-        began_on = s["rng"].get("data_device", run.data_gen.device.type)
-        if began_on != run.data_gen.device.type:
-            raise ConfigError(
-                f"{run.dir}: its checkpoint was written training on {began_on}, and its data stream continues "
-                f"only there; resume it with train.device={began_on} (this process trains on {run.data_gen.device.type})"
-            )
     for run, s in zip(runs, saved):
         model.load_run_state(run.index, s["model"])
         opt.load_run_state(run.index, s["optimizer"])
