@@ -17,7 +17,8 @@ from omegaconf import DictConfig
 
 from .preemption import StopSignal
 from .rundir.checkpoint import load_checkpoint
-from .training.loop import train_pack
+from .rundir.lock import hold_run_dirs
+from .training.loop import check_runs, train_pack
 
 
 def run(cfg: DictConfig) -> str:
@@ -33,6 +34,11 @@ def run_pack(cfgs: list[DictConfig], run_dirs: list[str | os.PathLike]) -> list[
     checkpoints, the groups not started yet stay as they are, and the signal is handed over.
     """
     states = ["interrupted"] * len(cfgs)
+    dirs = [Path(d) for d in run_dirs]
+    for run_dir in dirs:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    with hold_run_dirs(dirs):
+        check_runs(cfgs, dirs)  # every group's runs, before the first group trains
     with StopSignal() as stop:
         for members in resume_groups(run_dirs):
             done = train_pack([cfgs[i] for i in members], [run_dirs[i] for i in members], should_stop=stop)

@@ -52,6 +52,22 @@ def test_a_job_refused_in_another_runs_directory_leaves_that_run_as_it_was(tmp_p
     assert OmegaConf.load(hydra_dir / "hydra.yaml").hydra.runtime.choices.optimizer == "adamw"
 
 
+@pytest.mark.parametrize("pack_size", [1, 2])
+def test_a_sweep_relaunched_with_another_config_is_refused_before_any_job_is_set_up(tmp_path, pack_size):
+    # An override left out of the run directories' names: the relaunch's jobs land in the first runs' directories.
+    common = ("-m", "experiment=smoke", "seed=0,1", f"hydra.launcher.pack_size={pack_size}",
+              "hydra.job.config.override_dirname.exclude_keys=[train.steps]", f"hydra.sweep.dir={tmp_path}")
+    run_cli(*common)
+    files = {p: p.read_bytes() for p in tmp_path.glob("*/.hydra/*.yaml")}
+    assert len(files) == 6
+    proc = run_cli(*common, "train.steps=60", check=False)
+    assert proc.returncode != 0
+    assert "2 of 2 jobs cannot run; nothing was started" in proc.stderr
+    assert "it differs in train.steps (40 -> 60)" in proc.stderr
+    assert {p: p.read_bytes() for p in tmp_path.glob("*/.hydra/*.yaml")} == files
+    assert {read_status(p.parent)["state"] for p in tmp_path.glob("*/status.json")} == {"completed"}
+
+
 def test_a_diverging_job_does_not_stop_the_others(tmp_path):
     run_cli("-m", "experiment=smoke", "optimizer=sgd", "optimizer.lr=1e12,0.01", "train.steps=100",
             f"hydra.sweep.dir={tmp_path}")

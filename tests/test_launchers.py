@@ -79,7 +79,7 @@ def test_the_default_launcher_runs_jobs_as_hydras_basic_one_does_composing_each_
 def test_the_default_launcher_starts_nothing_unless_every_job_is_valid(tmp_path):
     ran = []
     launcher = launcher_for("experiment=smoke", f"hydra.sweep.dir={tmp_path / 'sweep'}", task_function=ran.append)
-    with pytest.raises(ConfigError, match=r"1 of 2 jobs have bad values; nothing was started:\n  job #4 \(curriculum=single task.m=99\)"):
+    with pytest.raises(ConfigError, match=r"1 of 2 jobs cannot run; nothing was started:\n  job #4 \(curriculum=single task.m=99\)"):
         launcher.launch([["seed=0"], ["curriculum=single", "task.m=99"]], 3)
     assert ran == [] and not (tmp_path / "sweep").exists()
 

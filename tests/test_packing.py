@@ -42,7 +42,7 @@ def test_every_job_is_validated_before_any_pack_forms_and_each_bad_one_is_named(
     with pytest.raises(ConfigError) as info:
         plan_packs(jobs, configs, 2)
     message = str(info.value)
-    assert message.startswith("2 of 4 jobs have bad values; nothing was started")
+    assert message.startswith("2 of 4 jobs cannot run; nothing was started")
     assert "job #6 (curriculum=single task.m=9): task.m=9 is not allowed" in message
     assert "job #8 (curriculum=single task.m=7): task.m=7 is not allowed" in message
     assert "allowed: 1..5" in message and "#5" not in message

@@ -203,6 +203,28 @@ def test_a_completed_run_is_skipped_and_a_different_config_is_refused(smoke_cfg,
     assert (tmp_path / "trajectory.npy").stat().st_mtime_ns == before
 
 
+def test_every_refused_run_of_a_pack_is_named_and_keeps_its_files_and_no_group_trains_first(tmp_path):
+    cfgs = [compose_config("experiment=smoke", f"seed={s}") for s in (0, 1)]
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    assert train_pack(cfgs, dirs) == ["completed", "completed"]
+    kept = {d: (d / ".hydra" / "config.yaml").read_text() for d in dirs}
+    others = [shrink(compose_config("experiment=smoke", f"seed={s}"), optimizer__lr=0.5) for s in (0, 1)]
+    for d, other in zip(dirs, others):
+        (d / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(other))  # as Hydra's run_job would
+    with pytest.raises(ConfigError, match=r"(?s)2 of 2 runs cannot train here; none was started:.*/a already "
+                                          r"holds.*/b already holds"):
+        train_pack(others, dirs)
+    assert {d: (d / ".hydra" / "config.yaml").read_text() for d in dirs} == kept
+    # A pack whose runs resume from different steps trains in groups: a refused run in a later group
+    # stops the pack before the first group trains.
+    resumable = compose_config("experiment=smoke", "seed=2", "train.checkpoint_every=10")
+    assert train(resumable, tmp_path / "c", should_stop=stop_after(16)) == "interrupted"
+    with pytest.raises(ConfigError, match="/c already holds a run with a different config"):
+        run_pack([compose_config("experiment=smoke", "seed=3"), shrink(resumable, optimizer__lr=0.5)],
+                 [tmp_path / "d", tmp_path / "c"])
+    assert read_status(tmp_path / "d") is None and not (tmp_path / "d" / "trajectory.npy").exists()
+
+
 def test_a_finished_run_relaunched_where_its_device_is_missing_stays_finished(smoke_cfg, tmp_path):
     train(smoke_cfg, tmp_path)
     with pytest.raises(ConfigError, match="train.device=cuda is not available"):

@@ -25,6 +25,7 @@ from hydra.types import HydraContext
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from ..config.validation import ConfigError, validate
+from ..training.identity import other_run_refusal, recorded_config
 from ..training.packing import PER_RUN_KEYS, form_packs
 from .pack_logs import pack_logs
 
@@ -79,18 +80,31 @@ def task_config(sweep_config: DictConfig) -> DictConfig:
     return cfg
 
 
+def job_dir(sweep_config: DictConfig) -> Path:
+    """The job's run directory, as Hydra's run_job will name it (sweep dir / subdir)."""
+    return Path(str(OmegaConf.select(sweep_config, "hydra.sweep.dir"))) / str(
+        OmegaConf.select(sweep_config, "hydra.sweep.subdir"))
+
+
 def validate_jobs(jobs: list[Job], sweep_configs: list[DictConfig]) -> list[DictConfig]:
-    """Every job's task config, once all are valid; else one ConfigError naming each bad job's
-    overrides and key, before any job starts."""
+    """Every job's task config, once all are valid and none would land in a directory holding a run
+    of another config (a relaunch after `conf/` changed, or with an override its directory name
+    leaves out); else one ConfigError naming each bad job, before any job starts, so that Hydra
+    has not yet rewritten any run's `.hydra/` files."""
     cfgs = [task_config(c) for c in sweep_configs]
     errors = []
-    for job, cfg in zip(jobs, cfgs):
+    for job, cfg, sweep_config in zip(jobs, cfgs, sweep_configs):
         try:
             validate(cfg)
         except ConfigError as err:
             errors.append(f"  job {job.describe()}: {err}")
+            continue
+        run_dir = job_dir(sweep_config)
+        refusal = other_run_refusal(cfg, run_dir, recorded_config(run_dir))
+        if refusal:
+            errors.append(f"  job {job.describe()}: {refusal}")
     if errors:
-        raise ConfigError(f"{len(errors)} of {len(jobs)} jobs have bad values; nothing was started:\n"
+        raise ConfigError(f"{len(errors)} of {len(jobs)} jobs cannot run; nothing was started:\n"
                           + "\n".join(errors))
     return cfgs
 

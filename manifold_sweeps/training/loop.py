@@ -48,7 +48,8 @@ from .allocator import keep_freed_memory
 from .device import resolve_device
 from .evaluation import build_eval_set, evaluate
 from .optimizers import PackedOptimizer, clip_grad_norm_per_run
-from .packing import check_packable, config_fingerprint, differences, is_probe_stage_key
+from .identity import other_run_refusal
+from .packing import check_packable, config_fingerprint
 from .progress import Progress
 
 log = logging.getLogger(__name__)
@@ -109,17 +110,7 @@ def train_pack(
         run_dir.mkdir(parents=True, exist_ok=True)
     # Before anything is written: a run another process is training is left to it (RunDirBusy).
     with hold_run_dirs(run_dirs):
-        for cfg, run_dir in zip(cfgs, run_dirs):
-            try:
-                _ensure_config_file(cfg, run_dir)
-                validate(cfg)
-                device = resolve_device(cfg.train.device)  # where the job runs: a login node may have no GPU
-                _check_same_run(cfg, run_dir)
-                _check_resume_device(cfg, run_dir, device)
-            except ConfigError as err:
-                if _is_own_unfinished_run(cfg, run_dir):
-                    StatusWriter(run_dir).update(state="failed", error=str(err), ended_at=now_iso())
-                raise
+        check_runs(cfgs, run_dirs)
         check_packable(cfgs)
 
         states = [_finished_state(d) for d in run_dirs]
@@ -133,6 +124,31 @@ def train_pack(
                                                         should_stop)):
                     states[i] = state
     return states
+
+
+def check_runs(cfgs: list[DictConfig], run_dirs: list[Path]) -> None:
+    """Refuse, before any run trains, the runs that cannot train here: bad values, a device that is
+    missing, a directory holding a run of another config, a checkpoint from another kind of device.
+    Every run is checked (each refused directory gets its own files back), then one ConfigError names
+    them all. A refusal is recorded in the run's status unless the directory holds another run or a
+    finished one."""
+    errors = []
+    for cfg, run_dir in zip(cfgs, run_dirs):
+        try:
+            _ensure_config_file(cfg, run_dir)
+            validate(cfg)
+            device = resolve_device(cfg.train.device)  # where the job runs: a login node may have no GPU
+            _check_same_run(cfg, run_dir)
+            _check_resume_device(cfg, run_dir, device)
+        except ConfigError as err:
+            if _is_own_unfinished_run(cfg, run_dir):
+                StatusWriter(run_dir).update(state="failed", error=str(err), ended_at=now_iso())
+            errors.append(str(err))
+    if len(errors) == 1:
+        raise ConfigError(errors[0])
+    if errors:
+        raise ConfigError(f"{len(errors)} of {len(cfgs)} runs cannot train here; none was started:\n"
+                          + "\n".join(f"  {e}" for e in errors))
 
 
 @contextlib.contextmanager
@@ -204,31 +220,22 @@ def _check_same_run(cfg: DictConfig, run_dir: Path) -> None:
     """Refuse to resume or skip a run directory that holds a run of another config.
 
     A Hydra job has already rewritten the directory's `.hydra/` files with the refused job's when it
-    gets here. Analysis reads a run's config and group choices from them, so the run's own, kept in
+    gets here (launchers refuse such jobs before setting them up; a single run, `hydra.run.dir=...`,
+    cannot be). Analysis reads a run's config and group choices from them, so the run's own, kept in
     its checkpoint, are written back.
     """
-    status = read_status(run_dir)
-    fingerprint = config_fingerprint(cfg)
-    if not status or status.get("config_fingerprint") in (None, fingerprint):
+    if other_run_refusal(cfg, run_dir, None) is None:
         return
     checkpoint = load_checkpoint(run_dir)
     trained = OmegaConf.create(checkpoint["config"]) if checkpoint and "config" in checkpoint else None
-    detail, advice = "", "use a new output directory"
-    if trained is not None and config_fingerprint(trained) == status["config_fingerprint"]:
+    refusal = other_run_refusal(cfg, run_dir, trained)
+    if refusal is None:
+        return
+    if trained is not None and config_fingerprint(trained) == read_status(run_dir).get("config_fingerprint"):
         write_text(run_dir / ".hydra" / "config.yaml", OmegaConf.to_yaml(trained))
         for name, text in checkpoint.get("hydra_files", {}).items():
             write_text(run_dir / ".hydra" / name, text)
-        changed = differences(trained, cfg)
-        keys = list(changed)
-        shown = ", ".join(f"{k} ({old!r} -> {new!r})" for k, (old, new) in list(changed.items())[:8])
-        detail = f"; it differs in {shown}{', ...' if len(keys) > 8 else ''}"
-        if keys and all(is_probe_stage_key(k) for k in keys):
-            advice = (f"probe settings other than probe.checkpoint_* are the probe stage's: "
-                      f"python -m manifold_sweeps.probes {run_dir} {' '.join(f'{k}=...' for k in keys)} --force")
-    raise ConfigError(
-        f"{run_dir} already holds a run with a different config (status.json config_fingerprint "
-        f"{status['config_fingerprint']} vs {fingerprint}){detail}; {advice}"
-    )
+    raise ConfigError(refusal)
 
 
 def _check_resume_device(cfg: DictConfig, run_dir: Path, device: torch.device) -> None:
