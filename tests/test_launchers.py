@@ -133,7 +133,10 @@ def test_every_launcher_takes_a_pack_size_and_refuses_one_below_1(preset):
 @pytest.mark.parametrize(
     "override,message",
     [
-        ("hydra.launcher.timeout_min=1", r"signal_delay_s=120 is not allowed .*allowed: 0 <= seconds < .* = 60"),
+        ("hydra.launcher.timeout_min=1", r"signal_delay_s=120 is not allowed .*allowed: 0 <= seconds <= 59 "),
+        # an hour's limit, signalled 10 s in: submitit would requeue it as preempted, again and again
+        ("hydra.launcher.signal_delay_s=3590", r"signal_delay_s=3590 is not allowed \(submitit would take the "
+                                               r"checkpoint signal for a preemption.*allowed: 0 <= seconds <= 720 "),
         ("hydra.launcher.max_num_timeout=-1", r"max_num_timeout=-1 is not allowed"),
         ("hydra.launcher.array_parallelism=0", r"array_parallelism=0 is not allowed"),
         ("hydra.launcher.max_array_size=0", r"max_array_size=0 is not allowed .*null \(ask the cluster\)"),
@@ -145,6 +148,14 @@ def test_launcher_settings_that_would_break_runs_are_refused_before_submission(o
         instantiate(launcher_cfg)
     assert isinstance(info.value.__cause__, ConfigError)
     assert info.match(message)
+
+
+def test_a_local_time_limit_under_a_minute_is_refused_before_any_job_starts():
+    launcher_cfg = compose_hydra("hydra/launcher=local", "hydra.launcher.timeout_min=0").hydra.launcher
+    with pytest.raises(InstantiationException) as info:
+        instantiate(launcher_cfg)
+    assert isinstance(info.value.__cause__, ConfigError)
+    assert info.match(r"hydra.launcher.timeout_min=0 is not allowed .*allowed: a whole number of minutes >= 1")
 
 
 def fake_scontrol(tmp_path, monkeypatch, output: str) -> None:

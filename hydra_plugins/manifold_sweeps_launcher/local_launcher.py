@@ -12,6 +12,7 @@ from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher as SubmititLocalLauncher
 
 from hydra_plugins.manifold_sweeps_launcher._submitit_packing import SubmititPacking
+from manifold_sweeps.config.validation import ConfigError
 from manifold_sweeps.launch.packs import check_pack_size
 
 
@@ -29,5 +30,8 @@ ConfigStore.instance().store(group="hydra/launcher", name="local_schema", node=L
 class LocalLauncher(SubmititPacking, SubmititLocalLauncher):
     def __init__(self, pack_size: int = 1, **params: Any) -> None:
         check_pack_size(pack_size)
+        if not params.get("timeout_min", 1) >= 1:  # submitit would kill every job at once, before any output
+            raise ConfigError(f"hydra.launcher.timeout_min={params['timeout_min']} is not allowed (the time limit of "
+                              "every job); allowed: a whole number of minutes >= 1")
         super().__init__(**params)
         self.pack_size = pack_size

@@ -67,9 +67,14 @@ def check_launcher_params(params: Dict[str, Any]) -> None:
     timeout_s = 60 * params["timeout_min"]
     if params["timeout_min"] < 1:
         refuse("timeout_min", "a whole number of minutes >= 1", "the time limit of every job")
-    if not 0 <= params["signal_delay_s"] < timeout_s:
-        refuse("signal_delay_s", f"0 <= seconds < hydra.launcher.timeout_min * 60 = {timeout_s}",
-               "the checkpoint signal would arrive as soon as a job starts, and every requeue would repeat it")
+    # submitit counts the signal as the time limit (requeues bounded by max_num_timeout) only when it
+    # comes after min(0.8 x limit, limit - 10 min) of the attempt; an earlier one reads as a
+    # preemption, requeued without limit, each attempt training for just limit - signal_delay_s.
+    latest = min(timeout_s - 1, max(int(0.2 * timeout_s), 600))
+    if not 0 <= params["signal_delay_s"] <= latest:
+        refuse("signal_delay_s", f"0 <= seconds <= {latest} (max(20% of the time limit, 10 min), below the limit)",
+               "submitit would take the checkpoint signal for a preemption and requeue the job without end, "
+               "each attempt training only for the time limit less this delay")
     if params["max_num_timeout"] < 0:
         refuse("max_num_timeout", "an integer >= 0", "how often a job that reached its time limit is requeued")
     if params["array_parallelism"] < 1:
