@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from ..rundir.status import read_status
 from .packing import config_fingerprint, differences, is_probe_stage_key
@@ -23,9 +24,10 @@ def recorded_config(run_dir: Path) -> DictConfig | None:
     status = read_status(run_dir)
     try:
         cfg = OmegaConf.load(Path(run_dir) / CONFIG_FILE)
-    except (OSError, ValueError):
+        same = bool(status) and config_fingerprint(cfg) == status.get("config_fingerprint")
+    except (OSError, ValueError, OmegaConfBaseException):  # unreadable, or interpolations only Hydra resolves
         return None
-    return cfg if status and config_fingerprint(cfg) == status.get("config_fingerprint") else None
+    return cfg if same else None
 
 
 def other_run_refusal(cfg: DictConfig, run_dir: Path, trained: DictConfig | None) -> str | None:
