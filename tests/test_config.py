@@ -44,6 +44,13 @@ def test_every_experiment_preset_composes_and_validates(experiment):
     validate(compose_config(f"experiment={experiment}"))
 
 
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_task_modmul_keeps_its_prime_modulus_under_every_preset(experiment):
+    cfg = compose_config(f"experiment={experiment}", "task=modmul")
+    assert (cfg.task.op.name, cfg.task.modulus) == ("mul", 7)
+    validate(cfg)
+
+
 def test_paper_preset_is_the_paper_as_written():
     cfg = compose_config("experiment=paper")
     assert (cfg.task.seq_len, cfg.model.d_model, cfg.train.batch_size, cfg.train.snapshot_every) == (32, 128, 64, 100)
@@ -74,11 +81,20 @@ def test_reference_code_preset_is_the_code_as_run():
         ("task.vocab_size=20", "task.vocab_size", ">= 25"),
         ("curriculum.ms=[1,2,20]", "curriculum.ms", "1..15"),
         ("optimizer.momentum=1.5", "optimizer.momentum", "[0, 1)"),
+        # values that used to pass and then failed during training, or trained something else
+        ("seed=-1", "seed", ">= 0"),
+        ("task.op=mul", "task.modulus", "a prime with task.op=mul"),
+        ("train.eval_ms=[]", "train.eval_ms", "a non-empty list"),
+        ("commutator.basis_k=300", "commutator.basis_k", "1..256"),
+        ("optimizer.lr=1e39", "optimizer.lr", "up to 3.4e+38"),
+        ("optimizer.eps=-1", "optimizer.eps", ">= 0"),
+        ("curriculum=sequential curriculum.ms=[1,2,3,4] train.steps=3", "train.steps", "at least len(curriculum.ms) = 4"),
     ],
 )
 def test_bad_values_name_the_key_and_the_allowed_range(override, key, allowed):
     single = ["curriculum=single"] if override.startswith("task.m=") else []
-    cfg = compose_config(override, *single)
+    small = ["model.d_model=16"] if key == "commutator.basis_k" else []
+    cfg = compose_config(*override.split(), *single, *small)
     with pytest.raises(ConfigError) as err:
         validate(cfg)
     assert f"{key}=" in str(err.value) and allowed in str(err.value)

@@ -65,6 +65,22 @@ def test_each_run_gets_its_own_hyperparameters(name):
         torch.testing.assert_close(packed[0].detach()[p], alone[p][0].detach()[0])
 
 
+def test_a_packed_adamw_run_does_not_depend_on_its_pack_mates_settings():
+    # The step-dependent scalars in double precision for every run: in float32, run 0 drifted from
+    # the same run alone by up to 9.5e-7 over these 200 steps when its pack-mate had another lr.
+    torch.manual_seed(3)
+    init = torch.randn(1, 1000)
+    runs = {}
+    for lrs in ([1e-3], [1e-3, 2e-3]):
+        param = [torch.nn.Parameter(init.repeat(len(lrs), 1))]
+        opt = PackedOptimizer(param, [opt_cfg("adamw", lr=lr, wd=0.01) for lr in lrs])
+        for step in range(200):
+            param[0].grad = torch.sin(param[0].detach() * 3 + step)
+            opt.step()
+        runs[len(lrs)] = param[0].detach()[0]
+    assert (runs[1] - runs[2]).abs().max() <= 1.2e-7
+
+
 def test_resetting_one_run_restarts_its_state_only():
     p = [torch.nn.Parameter(torch.ones(2, 3))]
     opt = PackedOptimizer(p, [opt_cfg("adamw")] * 2)
@@ -72,7 +88,7 @@ def test_resetting_one_run_restarts_its_state_only():
         p[0].grad = torch.ones(2, 3)
         opt.step()
     opt.reset_runs([1])
-    assert opt.steps.tolist() == [3.0, 0.0]
+    assert opt.step_counts == [3, 0]
     assert (opt.state[0]["exp_avg"][1] == 0).all() and (opt.state[0]["exp_avg"][0] != 0).all()
 
 

@@ -79,6 +79,9 @@ def test_same_config_and_seed_give_byte_identical_files_and_another_seed_does_no
     a, b, c = (files_of(tmp_path / n) for n in "abc")
     assert a == b and a["trajectory.npy"] != c["trajectory.npy"]
     assert load_metrics(tmp_path / "a").equals(load_metrics(tmp_path / "b"))
+    # The kept model checkpoints too (checkpoint.pt holds wall times, so it differs by design).
+    kept = {n: {p.name: p.read_bytes() for p in sorted((tmp_path / n / "checkpoints").glob("*.pt"))} for n in "ab"}
+    assert kept["a"] and kept["a"] == kept["b"]
 
 
 def test_a_diverging_run_stops_with_state_diverged_and_a_clear_message(tmp_path):
@@ -134,6 +137,19 @@ def test_a_run_checkpointed_on_a_gpu_asks_for_the_gpu_instead_of_resuming_with_a
     assert status["state"] == "failed" and "on a node with a GPU" in status["error"]
     assert status.get("traceback") is None and status["attempts"] == 1  # refused before another attempt began
     assert load_checkpoint(tmp_path)["step"] == 15  # kept, for a relaunch on a GPU
+
+
+def test_a_failure_while_setting_up_the_runs_is_recorded_in_every_run_directory(tmp_path, monkeypatch):
+    def broken_generator(seed, name, device=None):
+        raise RuntimeError("no entropy")
+
+    monkeypatch.setattr(loop, "generator", broken_generator)
+    cfgs = [compose_config("experiment=smoke", f"seed={s}") for s in (0, 1)]
+    with pytest.raises(RuntimeError, match="no entropy"):
+        train_pack(cfgs, [tmp_path / "a", tmp_path / "b"])
+    for name in "ab":
+        status = read_status(tmp_path / name)
+        assert status["state"] == "failed" and status["error"] == "RuntimeError: no entropy" and status["traceback"]
 
 
 def test_a_resumed_attempt_clears_the_last_attempts_failure(tmp_path, monkeypatch):

@@ -12,6 +12,9 @@ from omegaconf import DictConfig
 from ..task.layout import TokenLayout, _name
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 class ConfigError(ValueError):
     """A config value outside its allowed range."""
 
@@ -38,17 +41,26 @@ def validate(cfg: DictConfig) -> None:
                 "model.d_model"):
         _positive(cfg, key)
     _positive(cfg, "optimizer.lr", float)
+    if not opt.lr <= FLOAT32_MAX:  # the update multiplies float32 weights by it (inf and nan fail too)
+        _fail("optimizer.lr", opt.lr, f"a positive number up to {FLOAT32_MAX:.3g} (float32)")
     _positive(cfg, "train.progress_every_s", float)
+    if cfg.seed < 0:
+        _fail("seed", cfg.seed, "an integer >= 0", "it seeds numpy's SeedSequence")
     if task.modulus < 2:
         _fail("task.modulus", task.modulus, "an integer >= 2")
+    if _name(task.op) == "mul" and not _is_prime(task.modulus):
+        _fail("task.modulus", task.modulus, "a prime with task.op=mul (task=modmul sets 7)",
+              "products mod a composite collapse onto its divisors: 2 x 4 = 0 mod 8")
     if task.seq_len < 4:
         _fail("task.seq_len", task.seq_len, "an integer >= 4", "one marker, its value and the readout must fit")
     if model.d_model % model.n_heads != 0:
         _fail("model.d_model", model.d_model, f"a multiple of model.n_heads={model.n_heads}")
     if model.mlp_ratio < 0:
         _fail("model.mlp_ratio", model.mlp_ratio, "0 (attention-only) or a positive integer")
-    if opt.weight_decay < 0:
+    if not 0 <= opt.weight_decay <= FLOAT32_MAX:
         _fail("optimizer.weight_decay", opt.weight_decay, "a number >= 0")
+    if not 0 <= opt.eps <= FLOAT32_MAX:
+        _fail("optimizer.eps", opt.eps, "a number >= 0")
     if not 0 <= opt.momentum < 1:
         _fail("optimizer.momentum", opt.momentum, "a number in [0, 1)")
     if len(opt.betas) != 2 or not all(0 <= b < 1 for b in opt.betas):
@@ -77,6 +89,9 @@ def validate(cfg: DictConfig) -> None:
         for m in cur.ms:
             if not 1 <= m <= fit:
                 _fail("curriculum.ms", list(cur.ms), f"values in 1..{fit}", f"m={m} does not fit {where}")
+    if kind == "sequential" and cur.steps_per_stage is None and train.steps < len(cur.ms):
+        _fail("train.steps", train.steps, f"at least len(curriculum.ms) = {len(cur.ms)} with a sequential curriculum",
+              "every stage must get a step")
     if kind == "sequential" and cur.steps_per_stage is not None:
         if cur.steps_per_stage < 1:
             _fail("curriculum.steps_per_stage", cur.steps_per_stage, "null (split train.steps evenly) or a positive integer")
@@ -85,11 +100,17 @@ def validate(cfg: DictConfig) -> None:
                   f"at most train.steps / len(curriculum.ms) = {train.steps // len(cur.ms)}",
                   "every stage must fit in training")
     if train.eval_ms is not None:
+        if len(train.eval_ms) == 0:
+            _fail("train.eval_ms", [], f"null (the curriculum's m) or a non-empty list of values in 1..{fit}")
         for m in train.eval_ms:
             if not 1 <= m <= fit:
                 _fail("train.eval_ms", list(train.eval_ms), f"null or values in 1..{fit}", f"m={m} does not fit {where}")
-    _validate_commutator(cfg.commutator)
+    _validate_commutator(cfg.commutator, model.d_model)
     _validate_probe(cfg)
+
+
+def _is_prime(n: int) -> bool:
+    return n >= 2 and all(n % k for k in range(2, int(n ** 0.5) + 1))
 
 
 def validate_aggregate(cfg) -> None:
@@ -107,12 +128,14 @@ def validate_aggregate(cfg) -> None:
         _fail("--progress-every-s", cfg.progress_every_s, "a positive number of seconds")
 
 
-def _validate_commutator(com: DictConfig) -> None:
+def _validate_commutator(com: DictConfig, d_model: int) -> None:
     if com.every < 0:
         _fail("commutator.every", com.every, "0 (off) or a positive number of steps")
     for key in ("samples", "basis_k", "random_trials"):
         if com[key] < 1:
             _fail(f"commutator.{key}", com[key], "a positive integer")
+    if com.basis_k > d_model ** 2:
+        _fail("commutator.basis_k", com.basis_k, f"1..{d_model ** 2} (model.d_model^2, the dimension of one matrix)")
     if not com.eta > 0:
         _fail("commutator.eta", com.eta, "a positive number")
 

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..config.schema import Config
 from ..config.validation import ConfigError, validate
-from ..rundir.atomic import atomic_path, write_text
+from ..rundir.atomic import atomic_path, write_text, write_torch
 from ..rundir.model_checkpoints import load_model_checkpoint, saved_checkpoint_steps
 from ..rundir.status import STATUS_FILE, read_status
 from ..training.device import resolve_device
@@ -122,10 +122,9 @@ def probe_run(run_dir: str | os.PathLike, overrides: Iterable[str] = (), force: 
                 "sae_width": result.sae.n_latents, "sae_l1": float(cfg.probe.sae_l1), **result.quality,
             })
         latent_rows += [{**common, **row} for row in result.latents]
-        with atomic_path(out / f"sae_step_{step:06d}.pt") as tmp:
-            # CPU tensors, so the file loads on a machine without the GPU it was trained on.
-            state = {k: v.cpu() for k, v in result.sae.state_dict().items()}
-            torch.save({"step": step, "layer": layer, "state_dict": state}, tmp)
+        # CPU tensors, so the file loads on a machine without the GPU it was trained on.
+        state = {k: v.cpu() for k, v in result.sae.state_dict().items()}
+        write_torch(out / f"sae_step_{step:06d}.pt", {"step": step, "layer": layer, "state_dict": state})
         log.info("%s: step %d probed in %.1f s", run_dir, step, time.monotonic() - t0)
 
     for name, rows, columns in ((PROBES_FILE, probe_rows, PROBE_COLUMNS), (LATENTS_FILE, latent_rows, LATENT_COLUMNS)):

@@ -53,6 +53,18 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     write_bytes(path, text.encode())
 
 
+def write_torch(path: str | os.PathLike, obj) -> None:
+    """torch.save, atomically and byte-reproducibly: saved to a buffer first, because torch.save
+    names the zip archive's records after the file it writes (here a random temporary name)."""
+    import io
+
+    import torch  # here, not at the top: launchers import this module and should not pay for torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_bytes(path, buffer.getvalue())
+
+
 def preallocate_npy(path: str | os.PathLike, shape: tuple[int, ...], dtype=np.float32) -> None:
     """A zero-filled .npy file of this shape, to be filled in place (memory-mapped) row by row:
     created under a temporary name, so a crash never leaves a short file at the real name."""

@@ -14,15 +14,14 @@ from pathlib import Path
 
 import torch
 
-from .atomic import atomic_path
+from .atomic import write_torch
 
 CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT = 1
 
 
 def save_checkpoint(run_dir: str | os.PathLike, payload: dict) -> None:
-    with atomic_path(Path(run_dir) / CHECKPOINT_FILE) as tmp:
-        torch.save({"format": FORMAT, **payload}, tmp)
+    write_torch(Path(run_dir) / CHECKPOINT_FILE, {"format": FORMAT, **payload})
 
 
 def load_checkpoint(run_dir: str | os.PathLike) -> dict | None:

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from .atomic import atomic_path
+from .atomic import write_torch
 
 CHECKPOINTS_DIR = "checkpoints"
 FORMAT = 1
@@ -51,8 +51,7 @@ def save_model_checkpoint(run_dir: str | os.PathLike, step: int, model_state: di
     path = checkpoint_path(run_dir, step)
     payload = {"format": FORMAT, "step": int(step), "shape": dataclasses.asdict(shape), "model": model_state,
                "config": config}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    write_torch(path, payload)
     return path
 
 

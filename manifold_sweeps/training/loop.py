@@ -267,9 +267,8 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
     batch_size = int(cfg0.train.batch_size)
     t_start = time.monotonic()
 
-    runs = []
-    for p, (cfg, run_dir) in enumerate(zip(cfgs, run_dirs)):
-        runs.append(
+    try:
+        runs = [
             Run(
                 index=p,
                 cfg=cfg,
@@ -282,7 +281,13 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
                 status=StatusWriter(run_dir),
                 hydra_files=_read_hydra_files(run_dir),
             )
-        )
+            for p, (cfg, run_dir) in enumerate(zip(cfgs, run_dirs))
+        ]
+    except Exception as err:  # no Run to record it yet: every run directory says why
+        for run_dir in run_dirs:
+            StatusWriter(run_dir).update(state="failed", error=f"{type(err).__name__}: {err}",
+                                         traceback=traceback.format_exc(), ended_at=now_iso())
+        raise
 
     try:
         shape = ModelShape.from_config(cfg0)

@@ -73,6 +73,11 @@ class PackedOptimizer:
         self.beta1 = scalar([c.betas[0] for c in optimizer_cfgs])
         self.beta2 = scalar([c.betas[1] for c in optimizer_cfgs])
         self.eps = scalar([c.eps for c in optimizer_cfgs])
+        # Per run, as Python floats: AdamW's step-dependent scalars are computed from them in double
+        # precision on the host, as torch.optim does, whatever the pack-mates' settings.
+        self.host = {key: [float(get(c)) for c in optimizer_cfgs] for key, get in (
+            ("lr", lambda c: c.lr), ("weight_decay", lambda c: c.weight_decay),
+            ("beta1", lambda c: c.betas[0]), ("beta2", lambda c: c.betas[1]))}
         # Known when the pack is built, so skipping these costs no host sync.
         self.any_momentum = any(float(c.momentum) != 0 for c in optimizer_cfgs)
         self.any_weight_decay = any(float(c.weight_decay) != 0 for c in optimizer_cfgs)
@@ -86,11 +91,6 @@ class PackedOptimizer:
         if self.name == "sgd":
             return {"momentum_buffer": torch.zeros_like(p)}
         return {"exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
-
-    @property
-    def steps(self) -> torch.Tensor:
-        """The per-run step counts as a (P,) float tensor on the parameters' device."""
-        return from_host(self.step_counts, torch.float32, self.device)
 
     def reset_runs(self, runs: list[int]) -> None:
         """Forget the state of these runs, as a freshly built optimizer would have it."""
@@ -121,14 +121,17 @@ class PackedOptimizer:
             update(group, [p.grad for p in group], [self.state[self.index[p]] for p in group], scalars)
 
     def _adamw_scalars(self) -> dict:
-        n = _shared(self.step_counts)
-        if n is not None and all(isinstance(v, float) for v in (self.lr, self.beta1, self.beta2)):
-            # torch.optim.AdamW computes these in Python floats too.
-            bc2_sqrt, step_size = (1 - self.beta2**n) ** 0.5, self.lr / (1 - self.beta1**n)
-        else:
-            steps = self.steps
-            bc2_sqrt, step_size = (1 - self.beta2**steps).sqrt(), self.lr / (1 - self.beta1**steps)
-        return {"decay": 1 - self.lr * self.weight_decay, "bc2_sqrt": bc2_sqrt, "step_size": step_size}
+        """decay, bc2_sqrt, step_size: Python floats when every run shares them, else (P,) tensors;
+        either way computed in double precision on the host, as torch.optim.AdamW does (float32
+        powers of beta2 were off by 6e-6 relative, so a run's result depended on its pack-mates)."""
+        h = self.host
+        values = {
+            "decay": [1 - lr * wd for lr, wd in zip(h["lr"], h["weight_decay"])],
+            "bc2_sqrt": [(1 - b2**n) ** 0.5 for b2, n in zip(h["beta2"], self.step_counts)],
+            "step_size": [lr / (1 - b1**n) for lr, b1, n in zip(h["lr"], h["beta1"], self.step_counts)],
+        }
+        return {key: _shared(v) if _shared(v) is not None else from_host(v, torch.float32, self.device)
+                for key, v in values.items()}
 
     def _sgd(self, params, grads, states, scalars) -> None:
         if self.any_weight_decay:
