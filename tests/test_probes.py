@@ -386,3 +386,8 @@ def test_the_probe_stage_writes_the_tables_of_a_smoke_sweep(tmp_path):
 
     assert probe_run(run, ["probe.random_trials=1"]).state == "probed"  # new settings: recomputed
     assert (load_sae_probes(run).query("ablation == 'zero_random'").n_trials == 1).all()
+    # one run of a sweep by its path, which holds "=" like an override does, with an override
+    assert main([str(run), "probe.random_trials=2"]) == 0
+    assert (load_sae_probes(run).query("ablation == 'zero_random'").n_trials == 2).all()
+    with pytest.raises(SystemExit):  # neither a directory nor a probe override
+        main([str(run), "seed=4"])

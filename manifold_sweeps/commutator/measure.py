@@ -6,7 +6,10 @@ With batches A and B and step size eta,
              = eta [(g_A(theta0 - eta g_B) - g_A(theta0)) - (g_B(theta0 - eta g_A) - g_B(theta0))].
 The second line is the one computed. Subtracting two full parameter vectors, as the paper's code
 did, loses the O(eta^2) commutator against O(1) weights to float32 rounding (D inflated by > 25% in
-4 of 15 checked samples); the gradient differences are O(eta) and keep their precision.
+4 of 15 checked samples); the gradient differences are O(eta) and keep their precision. The
+perturbed points theta0 - eta g must be held precisely too: a trained model's eta g is about 1e-7
+per coordinate next to O(1) weights, which float32 rounds by some 30%, so `commutator.precision`
+defaults to float64 (float32 put D and rho_exec off by up to 2x once trained).
 
 The model is never modified: gradients come from `torch.func.functional_call` on detached copies of
 the weights and `torch.autograd.grad`, so neither the weights, their `.grad` nor the optimizer see

@@ -125,7 +125,7 @@ class CommutatorConfig:
     every: int = 500  # steps between measurements (step 0, every, 2*every, ...); 0 = off
     samples: int = 9  # K independent batch pairs (A, B) per measurement
     eta: float = 1e-3  # plain gradient step of the commutator (the paper's eq. 4-5), not the training optimizer
-    precision: Precision = Precision.float32  # of the gradient evaluations; the stable form is accurate in float32
+    precision: Precision = Precision.float64  # of the gradient evaluations; float32 rounds theta0 - eta g once trained
     basis_k: int = 3  # principal directions per attention matrix in the execution basis
     random_trials: int = 10  # random block-matched subspaces averaged into the baseline
     save_deltas: SaveDeltas = SaveDeltas.median  # attention-matrix part of delta, for the whole-trajectory basis
@@ -141,7 +141,7 @@ class ProbeConfig:
     checkpoint_steps: Optional[List[int]] = None  # explicit steps 0..train.steps; replaces the fractions
     layer: int = 0  # probe the residual stream after block `layer` (0 = after the first block)
     sae_width_ratio: int = 8  # SAE latents = ratio * d_model
-    sae_l1: float = 1.0  # lambda of eq. 8, for activations scaled to unit variance per dimension
+    sae_l1: float = 1.0  # lambda of eq. 8, for activations scaled to variance 1 per dimension on average
     sae_steps: int = 1000  # Adam updates of each SAE
     sae_lr: float = 1e-3
     sae_batch_size: int = 512  # activation vectors (positions) per SAE update

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from ..config.validation import ConfigError
 from .stage import find_run_dirs, probe_run
@@ -21,8 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="recompute runs whose probe tables are up to date")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
-    overrides = [a for a in args.items if "=" in a]
-    paths = [a for a in args.items if "=" not in a]
+    # Run directories of a sweep hold "=" too (seed=3,task.m=2): an existing path is a path.
+    overrides = [a for a in args.items if "=" in a and not Path(a).exists()]
+    paths = [a for a in args.items if a not in overrides]
+    stray = [a for a in overrides if not a.startswith("probe.")]
+    if stray:
+        parser.error(f"neither an existing directory nor a probe.KEY=VALUE override: {', '.join(stray)}")
     if not paths:
         parser.error("give at least one run or sweep directory")
     try:
