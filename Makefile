@@ -4,9 +4,10 @@ PYTHON ?= python3
 # cluster; an already installed torch is kept.
 TORCH ?= torch==2.13.0
 ARGS ?=
-# The newest sweep under outputs/multirun/<date>/<time>/ (names sort by time), for
+# The newest sweep under outputs/multirun/<date>/<time>/ (names sort by time; a sweep is a folder
+# holding Hydra's multirun.yaml, not the tables/ or report/ of a folder of sweeps), for
 # `make aggregate` and `make report`; SWEEP=path for another.
-SWEEP ?= $(lastword $(sort $(wildcard outputs/multirun/*/*)))
+SWEEP ?= $(patsubst %/multirun.yaml,%,$(lastword $(sort $(wildcard outputs/multirun/*/*/multirun.yaml))))
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-fast run sweep demo aggregate report bench clean slurm-up slurm-down

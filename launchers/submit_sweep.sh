@@ -3,7 +3,7 @@
 # job of the sweep has ended; as a batch job it needs no login shell kept open.
 #
 #   launchers/submit_sweep.sh [SBATCH_OPTION ...] -- OVERRIDE ...
-#   launchers/submit_sweep.sh --partition=cpu --time=2-00:00:00 -- 'seed=range(20)' 'task.m=range(1,7)' \
+#   launchers/submit_sweep.sh --partition=cpu --time=2-00:00:00 -- 'seed=range(20)' 'task.m=range(1,7)' curriculum=single \
 #       hydra.launcher.partition=gpu hydra.launcher.account=my_project
 #
 # Options before `--` are sbatch options for the driver job (defaults: 1 CPU, 2 GB, 3 days, never

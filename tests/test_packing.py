@@ -48,6 +48,19 @@ def test_every_job_is_validated_before_any_pack_forms_and_each_bad_one_is_named(
     assert "allowed: 1..5" in message and "#5" not in message
 
 
+def test_a_sweep_over_task_m_under_a_curriculum_that_does_not_read_it_is_refused():
+    jobs = [Job(i, (f"seed={i // 2}", f"task.m={1 + i % 2}")) for i in range(4)]  # the default: curriculum=mixed
+    with pytest.raises(ConfigError, match=r"4 of 4 jobs differ only in task.m \[1, 2\] .*curriculum=mixed does not "
+                                          r"read.*Add curriculum=single"):
+        plan_packs(jobs, sweep_configs(jobs), 2)
+    single = [Job(j.num, (*j.overrides, "curriculum=single")) for j in jobs]
+    assert plan_packs(single, sweep_configs(single), 2) == [[0, 1], [2, 3]]
+    # m alongside another swept key that the curriculum does read is still refused per group
+    mixed_ms = [Job(i, (f"curriculum.ms=[{1 + i // 2}]", f"task.m={1 + i % 2}")) for i in range(4)]
+    with pytest.raises(ConfigError, match="4 of 4 jobs differ only in task.m"):
+        plan_packs(mixed_ms, sweep_configs(mixed_ms), 2)
+
+
 def test_packs_index_the_jobs_and_their_returns_come_back_in_sweep_order():
     jobs = [Job(i, (f"seed={i % 3}", f"model.d_model={16 * (1 + i // 3)}")) for i in range(6)]
     packs = plan_packs(jobs, sweep_configs(jobs), 2)

@@ -195,7 +195,7 @@ def job_num(run_dir: Path) -> int:
 
 def test_the_papers_sweep_of_120_runs_is_submitted_as_one_job_array(slurm_client, start_sweep, tmp_path):
     # Held, so nothing runs: only the submission is checked, then the array is cancelled.
-    driver = start_sweep(slurm_client, tmp_path, "seed=range(20)", "task.m=range(1,7)",
+    driver = start_sweep(slurm_client, tmp_path, "seed=range(20)", "task.m=range(1,7)", "curriculum=single",
                          "+hydra.launcher.additional_parameters.hold=true")
     tasks: list[list[str]] = []
 

@@ -15,6 +15,7 @@ Everything here imports lazily what Hydra's plugin scan should not pay for (torc
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from ..config.validation import ConfigError, validate
 from ..training.identity import other_run_refusal, recorded_config
-from ..training.packing import PER_RUN_KEYS, form_packs
+from ..task.layout import _name
+from ..training.packing import PER_RUN_KEYS, flatten, form_packs
 from .pack_logs import pack_logs
 
 log = logging.getLogger(__name__)
@@ -103,10 +105,32 @@ def validate_jobs(jobs: list[Job], sweep_configs: list[DictConfig]) -> list[Dict
         refusal = other_run_refusal(cfg, run_dir, recorded_config(run_dir))
         if refusal:
             errors.append(f"  job {job.describe()}: {refusal}")
+    if not errors:
+        _refuse_unread_m_sweeps(jobs, cfgs)
     if errors:
         raise ConfigError(f"{len(errors)} of {len(jobs)} jobs cannot run; nothing was started:\n"
                           + "\n".join(errors))
     return cfgs
+
+
+def _refuse_unread_m_sweeps(jobs: list[Job], cfgs: list[DictConfig]) -> None:
+    """Refuse jobs that differ only in task.m under a curriculum that does not read it (mixed and
+    sequential train curriculum.ms): they would train identical runs under different names."""
+    groups: dict[str, list[int]] = {}
+    for i, cfg in enumerate(cfgs):
+        if _name(cfg.curriculum.kind) != "single":
+            rest = {k: v for k, v in flatten(cfg).items() if k != "task.m"}
+            groups.setdefault(json.dumps(rest, sort_keys=True, default=str), []).append(i)
+    repeated = [members for members in groups.values() if len({int(cfgs[i].task.m) for i in members}) > 1]
+    if repeated:
+        first = repeated[0]
+        kind = _name(cfgs[first[0]].curriculum.kind)
+        raise ConfigError(
+            f"{sum(map(len, repeated))} of {len(jobs)} jobs differ only in task.m "
+            f"{sorted({int(cfgs[i].task.m) for i in first})} (e.g. {jobs[first[0]].describe()}), which "
+            f"curriculum={kind} does not read (it trains curriculum.ms): they would train identical runs; nothing "
+            "was started. Add curriculum=single, or sweep curriculum.ms instead"
+        )
 
 
 def validate_sweep(hydra_context: HydraContext, config: DictConfig, job_overrides: Sequence[Sequence[str]],
