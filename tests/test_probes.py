@@ -338,7 +338,7 @@ def test_the_figure_shows_every_checkpoint_and_ablation_with_sd_over_seeds(tmp_p
 
 
 @pytest.mark.slow
-def test_the_probe_stage_writes_the_tables_of_a_smoke_sweep(tmp_path):
+def test_the_probe_stage_writes_the_tables_of_a_smoke_sweep(tmp_path, capsys):
     from manifold_sweeps.probes.__main__ import main
 
     for seed in (0, 1):
@@ -391,3 +391,14 @@ def test_the_probe_stage_writes_the_tables_of_a_smoke_sweep(tmp_path):
     assert (load_sae_probes(run).query("ablation == 'zero_random'").n_trials == 2).all()
     with pytest.raises(SystemExit):  # neither a directory nor a probe override
         main([str(run), "seed=4"])
+    # bad overrides are refused before any run is touched, naming the override
+    meta = (run / "probes" / "probe.json").read_bytes()
+    for override, message in (("probe.foo=1", "probe.foo=1 is not allowed"),
+                              ("probe.device=gpu", "expected one of [auto, cpu, cuda]"),
+                              ("probe.device=cuda", "probe.device=cuda is not available")):
+        if override == "probe.device=cuda" and torch.cuda.is_available():
+            continue
+        with pytest.raises(SystemExit):
+            main([str(tmp_path / "sweep"), override])
+        assert message in capsys.readouterr().err
+    assert (run / "probes" / "probe.json").read_bytes() == meta

@@ -21,7 +21,8 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 
 from manifold_sweeps.launch.packs import (
-    check_pack_size, compose_jobs, in_sweep_order, plan_packs, run_pack_jobs, sweep_jobs, validate_sweep,
+    check_pack_size, compose_jobs, in_sweep_order, plan_packs, refusal_ends_the_command, run_pack_jobs, sweep_jobs,
+    validate_sweep,
 )
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,8 @@ class InProcessLauncher(HydraBasicLauncher):
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         jobs = sweep_jobs(job_overrides, initial_job_idx)
         configs = compose_jobs(self.hydra_context, self.config, jobs)
-        packs = plan_packs(jobs, configs, self.pack_size)
+        with refusal_ends_the_command():
+            packs = plan_packs(jobs, configs, self.pack_size)
         log.info(f"Launching {len(jobs)} jobs locally, {len(packs)} pack(s) one after another")
         returns: List[List[JobReturn]] = []
         for pack in packs:
@@ -62,7 +64,8 @@ class InProcessLauncher(HydraBasicLauncher):
 
     def _launch_one_by_one(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> List[JobReturn]:
         """Hydra's BasicLauncher.launch (hydra-core 1.3), given the configs validate_sweep composed."""
-        jobs, configs = validate_sweep(self.hydra_context, self.config, job_overrides, initial_job_idx)
+        with refusal_ends_the_command():
+            jobs, configs = validate_sweep(self.hydra_context, self.config, job_overrides, initial_job_idx)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         log.info(f"Launching {len(jobs)} jobs locally")
         returns = []

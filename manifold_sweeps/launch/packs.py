@@ -14,12 +14,14 @@ Everything here imports lazily what Hydra's plugin scan should not pay for (torc
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from hydra.core.utils import JobReturn, JobStatus, env_override, filter_overrides, run_job
 from hydra.types import HydraContext
@@ -131,6 +133,17 @@ def _refuse_unread_m_sweeps(jobs: list[Job], cfgs: list[DictConfig]) -> None:
             f"curriculum={kind} does not read (it trains curriculum.ms): they would train identical runs; nothing "
             "was started. Add curriculum=single, or sweep curriculum.ms instead"
         )
+
+
+@contextlib.contextmanager
+def refusal_ends_the_command() -> Iterator[None]:
+    """A ConfigError before any job starts ends the command with its message alone and exit code 2,
+    instead of Hydra's traceback: the message names the bad key and what is allowed."""
+    try:
+        yield
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
 
 
 def validate_sweep(hydra_context: HydraContext, config: DictConfig, job_overrides: Sequence[Sequence[str]],

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from ..config.validation import ConfigError
-from .stage import find_run_dirs, probe_run
+from .stage import check_overrides, find_run_dirs, probe_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"neither an existing directory nor a probe.KEY=VALUE override: {', '.join(stray)}")
     if not paths:
         parser.error("give at least one run or sweep directory")
+    try:
+        check_overrides(overrides)
+    except ConfigError as err:
+        parser.error(str(err))
     try:
         run_dirs = find_run_dirs(paths)
     except FileNotFoundError as err:

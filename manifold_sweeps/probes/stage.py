@@ -21,6 +21,7 @@ from typing import Iterable
 import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from ..config.schema import Config
 from ..config.validation import ConfigError, validate
@@ -63,9 +64,22 @@ def probe_config(saved: dict, overrides: Iterable[str] = ()) -> DictConfig:
     bad = [o for o in overrides if not o.startswith("probe.") or "=" not in o]
     if bad:
         raise ConfigError(f"the probe stage takes only probe.KEY=VALUE overrides; got {bad}")
-    cfg = OmegaConf.merge(OmegaConf.structured(Config), saved, OmegaConf.from_dotlist(overrides))
-    validate(cfg)
-    return cfg
+    base = OmegaConf.merge(OmegaConf.structured(Config), saved)
+    for override in overrides:  # one at a time, so an error names the override
+        try:
+            base = OmegaConf.merge(base, OmegaConf.from_dotlist([override]))
+        except OmegaConfBaseException as err:
+            keys = ", ".join(f"probe.{k}" for k in base.probe)
+            raise ConfigError(f"{override} is not allowed ({str(err).splitlines()[0]}); allowed: {keys}, "
+                              "each with a value of its type") from None
+    validate(base)
+    return base
+
+
+def check_overrides(overrides: Iterable[str]) -> None:
+    """Refuse bad probe overrides (ConfigError) before any run is touched."""
+    cfg = probe_config(OmegaConf.to_container(OmegaConf.structured(Config)), overrides)
+    resolve_device(cfg.probe.device, "probe.device")
 
 
 def _meta(cfg: DictConfig, steps: list[int]) -> dict:
@@ -102,9 +116,9 @@ def probe_run(run_dir: str | os.PathLike, overrides: Iterable[str] = (), force: 
     if not force and _read_meta(run_dir) == meta:
         return Outcome(run_dir, "up_to_date")
 
+    device = resolve_device(cfg.probe.device, "probe.device")  # before anything of the run's is touched
     out = run_dir / PROBES_DIR
     (out / META_FILE).unlink(missing_ok=True)  # tables being rewritten are not up to date for anyone
-    device = resolve_device(cfg.probe.device)
     eval_set = datasets(cfg, int(cfg.train.eval_examples), "eval", device)
     total, seed, layer = int(cfg.train.steps), int(cfg.seed), int(cfg.probe.layer)
     probe_rows, latent_rows = [], []
