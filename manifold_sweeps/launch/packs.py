@@ -104,9 +104,8 @@ def validate_jobs(jobs: list[Job], sweep_configs: list[DictConfig]) -> list[Dict
             errors.append(f"  job {job.describe()}: {err}")
             continue
         run_dir = job_dir(sweep_config)
-        refusal = other_run_refusal(cfg, run_dir, recorded_config(run_dir))
-        if refusal:
-            errors.append(f"  job {job.describe()}: {refusal}")
+        if other_run_refusal(cfg, run_dir, None):  # the run's recorded config only then: it names the keys
+            errors.append(f"  job {job.describe()}: {other_run_refusal(cfg, run_dir, recorded_config(run_dir))}")
     if not errors:
         _refuse_unread_m_sweeps(jobs, cfgs)
     if errors:
