@@ -213,6 +213,7 @@ def test_an_aggregation_stopped_while_writing_leaves_tables_the_report_sees_as_s
     with pytest.raises(OSError, match="disk full"):  # with nothing changed in the runs: only the tables are torn
         aggregate([sweep], quiet(reference=Reference.displacement))
     assert stale(sweep, tables) == "are missing or were left half-written"
+    assert read_manifest(tables)["options"]["reference"] == "displacement"  # what the rebuild will use
 
 
 def test_tables_are_stale_once_runs_are_added_removed_changed_or_copied_over_with_their_old_times(tmp_path):
@@ -224,9 +225,13 @@ def test_tables_are_stale_once_runs_are_added_removed_changed_or_copied_over_wit
     (sweep / "report" / "index.html").write_text("")  # the report's own files and hidden folders do not count
     (run / ".submitit").mkdir()
     (run / ".submitit" / "log").write_text("")
+    (run / "myreport").mkdir()  # a report kept inside a run is not the run's data
+    (run / "myreport" / "index.html").write_text("")
     assert stale(sweep, tables) is None
     changes = {
         "a file replaced, same contents": lambda: (run / "status.json").write_text((run / "status.json").read_text()),
+        "a config edited": lambda: (run / ".hydra" / "config.yaml").write_text(
+            (run / ".hydra" / "config.yaml").read_text().replace("steps: 1000", "steps: 1001")),
         # rsync -a: a new file under the old name, with the old file's times
         "copied with its old times": lambda: shutil.copy2(sweep / "seed=1,task.m=1" / "metrics.parquet",
                                                          run / "metrics.parquet"),

@@ -71,14 +71,17 @@ def test_a_packed_adamw_run_does_not_depend_on_its_pack_mates_settings():
     torch.manual_seed(3)
     init = torch.randn(1, 1000)
     runs = {}
-    for lrs in ([1e-3], [1e-3, 2e-3]):
-        param = [torch.nn.Parameter(init.repeat(len(lrs), 1))]
-        opt = PackedOptimizer(param, [opt_cfg("adamw", lr=lr, wd=0.01) for lr in lrs])
+    mates = {"alone": [], "lr": [dict(lr=2e-3)], "betas": [dict(betas=(0.9, 0.99))], "both": [dict(lr=5e-4, betas=(0.8, 0.9))]}
+    for name, others in mates.items():
+        settings = [dict(lr=1e-3), *others]
+        param = [torch.nn.Parameter(init.repeat(len(settings), 1))]
+        opt = PackedOptimizer(param, [opt_cfg("adamw", wd=0.01, **kw) for kw in settings])
         for step in range(200):
             param[0].grad = torch.sin(param[0].detach() * 3 + step)
             opt.step()
-        runs[len(lrs)] = param[0].detach()[0]
-    assert (runs[1] - runs[2]).abs().max() <= 1.2e-7
+        runs[name] = param[0].detach()[0]
+    for name in ("lr", "betas", "both"):
+        assert (runs["alone"] - runs[name]).abs().max() <= 1.2e-7, name
 
 
 def test_resetting_one_run_restarts_its_state_only():

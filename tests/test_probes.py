@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from manifold_sweeps.config.validation import ConfigError, validate
+from manifold_sweeps.probes.stage import check_overrides
 from manifold_sweeps.probes import load_sae_latents, load_sae_probes, probe_run, sae_probe_rows, sae_probe_summary
 from manifold_sweeps.probes.ablation import Variant, ablation_accuracy
 from manifold_sweeps.probes.activations import logits_from, model_from_checkpoint, residual_stream
@@ -401,4 +402,8 @@ def test_the_probe_stage_writes_the_tables_of_a_smoke_sweep(tmp_path, capsys):
         with pytest.raises(SystemExit):
             main([str(tmp_path / "sweep"), override])
         assert message in capsys.readouterr().err
+    # ranges depend on the run (a 5-layer run takes probe.layer=3): checked per run, still before touching it
+    check_overrides(["probe.layer=3", "probe.checkpoint_steps=[10000]"])
+    assert main([str(run), "probe.layer=3"]) == 2
+    assert "probe.layer=3 is not allowed; allowed: 0..1" in capsys.readouterr().err
     assert (run / "probes" / "probe.json").read_bytes() == meta

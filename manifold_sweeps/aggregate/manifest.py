@@ -1,19 +1,21 @@
-"""`<tables>/aggregation.json`: what a set of tables was built from, written last by each aggregation.
+"""`<tables>/aggregation.json`: what a set of tables was built from.
 
     created_at   when the aggregation began (UTC, ISO 8601), for people
     options      the options that change the tables (reference, windows, alignment_k, probes), so that
                  a rebuild (the report's) reproduces them instead of the defaults
     runs         how many run directories were aggregated
-    signature    a hash of every run directory's path and of the path, size, modification time and
-                 inode of every file and folder in it (hidden folders aside), taken before any was read
+    signature    a hash of the run directories as the aggregation found them, before it read any
+                 (`runs_signature`); null while the tables are being written
     running      ids of runs that were `running`: their state depends on the clock and on whether their
                  process lives, which no file records, so tables holding them are never up to date
 
-The report rebuilds the tables when they are stale (`stale_reason`): no manifest, a running run, or
-another signature: a run added, removed or changed since, including while the aggregation was
-reading it, and files copied with their old times (`rsync -a` replaces them: new inodes). An
-aggregation with `--probes` writes into the runs it probes, so the next check finds its tables stale
-once; that rebuild comes from the cache.
+An aggregation first rewrites the manifest with its options and no signature, then the tables, then
+the manifest with the signature: tables left half-written by a stopped aggregation read as stale,
+and their rebuild keeps the options. The report rebuilds the tables when they are stale
+(`stale_reason`): no manifest or no signature, a running run, or another signature (a run added,
+removed or changed since, including while the aggregation was reading it, and files copied with
+their old times: `rsync -a` replaces them, new inodes). An aggregation with `--probes` writes into
+the runs it probes, so the next check finds its tables stale once; that rebuild comes from the cache.
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ from ..config.schema import AggregateConfig, Reference
 from ..rundir.atomic import write_text
 
 MANIFEST_FILE = "aggregation.json"
-REPORT_DIR = "report"  # the report's default folder, beside the tables
+RUN_FOLDERS = ("checkpoints", "probes")  # the folders of a run directory that hold its data
 FORMAT = 1
 
 
-def write_manifest(out: Path, created_at: str, options: dict, signature: str, n_runs: int,
+def write_manifest(out: Path, created_at: str, options: dict, signature: str | None, n_runs: int,
                    running: list[str]) -> None:
     payload = {"format": FORMAT, "created_at": created_at, "options": options, "runs": n_runs,
                "signature": signature, "running": running}
@@ -62,22 +64,29 @@ def describe_options(cfg: AggregateConfig) -> str:
             + (" --probes" if cfg.probes else ""))
 
 
-def runs_signature(run_dirs: list[Path], tables_dir: Path) -> str:
-    """Hash of the run directories as they are on disk now (see the module docstring). The tables and
-    the report beside them (`report/`) are left out: they may lie inside a run directory aggregated alone."""
-    skip = {Path(tables_dir).resolve(), (Path(tables_dir) / ".." / REPORT_DIR).resolve()}
+def runs_signature(run_dirs: list[Path]) -> str:
+    """Hash of what the aggregation reads of each run directory, as it is on disk now: the path,
+    size, modification time and inode of its top-level files and of everything in `checkpoints/` and
+    `probes/`, and the contents of its `.hydra/*.yaml` (which Hydra rewrites, unchanged, whenever a
+    relaunch reaches the run). Other folders (tables or a report kept inside a run aggregated alone,
+    `.submitit` logs) are not the run's data and are left out."""
     digest = hashlib.sha1()
     for run_dir in sorted(Path(d).resolve() for d in run_dirs):
         digest.update(f"run {run_dir}\n".encode())
-        for folder, subdirs, files in os.walk(run_dir):
-            here = Path(folder)
-            subdirs[:] = sorted(d for d in subdirs if not d.startswith(".") and (here / d).resolve() not in skip)
-            for name in [*sorted(files), *subdirs]:
-                try:
-                    st = os.stat(here / name)
-                except OSError:  # a file that vanished while walking (a run writing atomically)
-                    continue
-                digest.update(f"{(here / name).relative_to(run_dir)} {st.st_size} {st.st_mtime_ns} {st.st_ino}\n".encode())
+        files = [p for p in run_dir.iterdir() if p.is_file()]
+        for folder in RUN_FOLDERS:
+            files += [p for p in (run_dir / folder).rglob("*") if p.is_file()]
+        for path in sorted(files):
+            try:
+                st = os.stat(path)
+            except OSError:  # a file that vanished while listing (a run writing atomically)
+                continue
+            digest.update(f"{path.relative_to(run_dir)} {st.st_size} {st.st_mtime_ns} {st.st_ino}\n".encode())
+        for path in sorted((run_dir / ".hydra").glob("*.yaml")):
+            try:
+                digest.update(f"{path.relative_to(run_dir)} {hashlib.sha1(path.read_bytes()).hexdigest()}\n".encode())
+            except OSError:
+                continue
     return digest.hexdigest()
 
 
@@ -85,10 +94,10 @@ def stale_reason(run_dirs: list[Path], tables_dir: Path) -> str | None:
     """Why the tables in tables_dir do not describe these run directories as they are now; None if they do."""
     tables_dir = Path(tables_dir)
     manifest = read_manifest(tables_dir)
-    if manifest is None or not (tables_dir / "runs.parquet").exists():
+    if manifest is None or not manifest.get("signature") or not (tables_dir / "runs.parquet").exists():
         return "are missing or were left half-written"
     if manifest["running"]:
         return f"hold {len(manifest['running'])} run(s) that were still running"
-    if runs_signature(run_dirs, tables_dir) != manifest["signature"]:
+    if runs_signature(run_dirs) != manifest["signature"]:
         return "are older than the runs (runs added, removed or changed since)"
     return None

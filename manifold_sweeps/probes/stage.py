@@ -58,27 +58,35 @@ def find_run_dirs(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return sorted(found)
 
 
-def probe_config(saved: dict, overrides: Iterable[str] = ()) -> DictConfig:
-    """The run's saved config, typed by the schema, with `probe.*` overrides applied and validated."""
-    overrides = list(overrides)
+def _merged(saved: dict, overrides: list[str]) -> DictConfig:
+    """The saved config, typed by the schema, with the overrides merged one at a time (an error names
+    the override: a key the probe config lacks, or a value of the wrong type)."""
     bad = [o for o in overrides if not o.startswith("probe.") or "=" not in o]
     if bad:
         raise ConfigError(f"the probe stage takes only probe.KEY=VALUE overrides; got {bad}")
-    base = OmegaConf.merge(OmegaConf.structured(Config), saved)
-    for override in overrides:  # one at a time, so an error names the override
+    cfg = OmegaConf.merge(OmegaConf.structured(Config), saved)
+    for override in overrides:
         try:
-            base = OmegaConf.merge(base, OmegaConf.from_dotlist([override]))
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([override]))
         except OmegaConfBaseException as err:
-            keys = ", ".join(f"probe.{k}" for k in base.probe)
+            keys = ", ".join(f"probe.{k}" for k in cfg.probe)
             raise ConfigError(f"{override} is not allowed ({str(err).splitlines()[0]}); allowed: {keys}, "
                               "each with a value of its type") from None
-    validate(base)
-    return base
+    return cfg
+
+
+def probe_config(saved: dict, overrides: Iterable[str] = ()) -> DictConfig:
+    """The run's saved config, typed by the schema, with `probe.*` overrides applied and validated."""
+    cfg = _merged(saved, list(overrides))
+    validate(cfg)
+    return cfg
 
 
 def check_overrides(overrides: Iterable[str]) -> None:
-    """Refuse bad probe overrides (ConfigError) before any run is touched."""
-    cfg = probe_config(OmegaConf.to_container(OmegaConf.structured(Config)), overrides)
+    """Refuse, before any run is touched, overrides that no run could take: unknown keys, values of
+    the wrong type, a probe.device this machine lacks. Ranges depend on each run (probe.layer on its
+    model.n_layers, checkpoint steps on its train.steps): probe_config checks those per run."""
+    cfg = _merged(OmegaConf.to_container(OmegaConf.structured(Config)), list(overrides))
     resolve_device(cfg.probe.device, "probe.device")
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..aggregate import aggregate, condition_columns, load_table
 from ..aggregate.discovery import NoRunsError, find_run_dirs
-from ..aggregate.manifest import REPORT_DIR, config_from_manifest, describe_options, read_manifest, stale_reason
+from ..aggregate.manifest import config_from_manifest, describe_options, read_manifest, stale_reason
 from .build import build_report
 from .data import ReportData
 
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     tables_dir = Path(args.tables) if args.tables else root / "tables"
-    out = Path(args.out) if args.out else tables_dir.parent / REPORT_DIR
+    out = Path(args.out) if args.out else tables_dir.parent / "report"
     stale = stale_reason(run_dirs, tables_dir)
     if stale:
         # With the options the tables were last built with (`make aggregate ARGS=...`), not the defaults.

@@ -136,9 +136,10 @@ def check_runs(cfgs: list[DictConfig], run_dirs: list[Path]) -> None:
     for cfg, run_dir in zip(cfgs, run_dirs):
         try:
             _ensure_config_file(cfg, run_dir)
+            # First: a directory holding another config's run gets its files back whatever else is wrong.
+            _check_same_run(cfg, run_dir)
             validate(cfg)
             device = resolve_device(cfg.train.device)  # where the job runs: a login node may have no GPU
-            _check_same_run(cfg, run_dir)
             _check_resume_device(cfg, run_dir, device)
         except ConfigError as err:
             if _is_own_unfinished_run(cfg, run_dir):

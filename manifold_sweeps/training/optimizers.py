@@ -121,12 +121,15 @@ class PackedOptimizer:
             update(group, [p.grad for p in group], [self.state[self.index[p]] for p in group], scalars)
 
     def _adamw_scalars(self) -> dict:
-        """decay, bc2_sqrt, step_size: Python floats when every run shares them, else (P,) tensors;
-        either way computed in double precision on the host, as torch.optim.AdamW does (float32
-        powers of beta2 were off by 6e-6 relative, so a run's result depended on its pack-mates)."""
+        """decay, 1 - beta1, 1 - beta2, bc2_sqrt, step_size: Python floats when every run shares them,
+        else (P,) tensors; either way computed in double precision on the host, as torch.optim.AdamW
+        does (float32 powers of beta2 were off by 6e-6 relative and 1 - float32(0.999) by 1.3e-5, so
+        a run's result depended on its pack-mates)."""
         h = self.host
         values = {
             "decay": [1 - lr * wd for lr, wd in zip(h["lr"], h["weight_decay"])],
+            "one_minus_beta1": [1 - b1 for b1 in h["beta1"]],
+            "one_minus_beta2": [1 - b2 for b2 in h["beta2"]],
             "bc2_sqrt": [(1 - b2**n) ** 0.5 for b2, n in zip(h["beta2"], self.step_counts)],
             "step_size": [lr / (1 - b1**n) for lr, b1, n in zip(h["lr"], h["beta1"], self.step_counts)],
         }
@@ -151,9 +154,9 @@ class PackedOptimizer:
         m = [s["exp_avg"] for s in states]
         v = [s["exp_avg_sq"] for s in states]
         torch._foreach_mul_(params, _views(scalars["decay"], params))
-        torch._foreach_lerp_(m, grads, _views(1 - self.beta1, params))
+        torch._foreach_lerp_(m, grads, _views(scalars["one_minus_beta1"], params))
         torch._foreach_mul_(v, _views(self.beta2, params))
-        torch._foreach_addcmul_(v, grads, torch._foreach_mul(grads, _views(1 - self.beta2, params)))
+        torch._foreach_addcmul_(v, grads, torch._foreach_mul(grads, _views(scalars["one_minus_beta2"], params)))
         denom = torch._foreach_sqrt(v)
         torch._foreach_div_(denom, _views(scalars["bc2_sqrt"], params))
         torch._foreach_add_(denom, _views(self.eps, params))
