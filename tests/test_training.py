@@ -217,6 +217,12 @@ def test_a_completed_run_is_skipped_and_a_different_config_is_refused(smoke_cfg,
     assert read_status(tmp_path)["state"] == "completed"
     assert OmegaConf.create((tmp_path / ".hydra" / "config.yaml").read_text()) == OmegaConf.create(config_yaml)
     assert (tmp_path / "trajectory.npy").stat().st_mtime_ns == before
+    # ... also when the refused config is itself invalid
+    invalid = shrink(compose_config("experiment=smoke"), seed=-1)
+    (tmp_path / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(invalid))
+    with pytest.raises(ConfigError, match="different config"):
+        train(invalid, tmp_path)
+    assert OmegaConf.create((tmp_path / ".hydra" / "config.yaml").read_text()) == OmegaConf.create(config_yaml)
 
 
 def test_every_refused_run_of_a_pack_is_named_and_keeps_its_files_and_no_group_trains_first(tmp_path):
