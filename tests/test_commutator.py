@@ -7,6 +7,7 @@ import torch
 from hydra.errors import ConfigCompositionException
 
 from manifold_sweeps.commutator.basis import top_directions, trajectory_basis
+from manifold_sweeps.commutator import measure
 from manifold_sweeps.commutator.measure import measure_pair, model_grad_pair, stable_commutator
 from manifold_sweeps.commutator.projection import projection_stats
 from manifold_sweeps.commutator.tables import commutator_rows, commutator_summary
@@ -143,21 +144,23 @@ def _norm(params):
     return sum(t.double().square().sum() for t in params.values()).sqrt()
 
 
-def test_measuring_leaves_the_model_untouched_and_packed_runs_match_runs_alone():
-    packed, layout = small_model(n_runs=2)
+@pytest.mark.parametrize("runs_per_pass", [4, 2])  # one pass over the 3 runs; or passes of 2 and 1
+def test_measuring_leaves_the_model_untouched_and_packed_runs_match_runs_alone(runs_per_pass, monkeypatch):
+    monkeypatch.setattr(measure, "CPU_RUNS_PER_PASS", runs_per_pass)
+    packed, layout = small_model(n_runs=3)
     before = {n: p.detach().clone() for n, p in packed.named_parameters()}
-    pairs = list(batch_pairs(layout, 2, 2))
+    pairs = list(batch_pairs(layout, 3, 2))
     results = [measure_pair(packed, a, b, 1e-3) for a, b in pairs]
     for n, p in packed.named_parameters():
         assert torch.equal(p, before[n]) and p.grad is None
-    for run in range(2):
+    for run in range(3):
         alone, _ = small_model(n_runs=1, seed=3 + run)
         for (a, b), res in zip(pairs, results):
             one = measure_pair(alone, (a[0][run : run + 1], a[1][run : run + 1]), (b[0][run : run + 1], b[1][run : run + 1]), 1e-3)
             torch.testing.assert_close(res.defect[run], one.defect[0], rtol=1e-4, atol=0)
             torch.testing.assert_close(res.delta_attention[run], one.delta_attention[0], rtol=1e-3, atol=1e-10)
     res = results[0]
-    assert res.delta_attention.shape == (2, 2 * 4, 16 * 16)
+    assert res.delta_attention.shape == (3, 2 * 4, 16 * 16)
     assert (res.delta_norm_attention <= res.delta_norm).all() and (res.cos_ab.abs() <= 1).all()
 
 

@@ -4,7 +4,9 @@ Figures:
 - packed_<P>_model_steps_per_s for P = 1, 4, 20 seeds in one process: the real loop, timed step by
   step after a warm-up (bench/runs.py), the pack sizes in turn round after round, medians.
 - versus_*: 20 seeds packed vs the same 20 runs trained separately, as whole processes running the
-  same code (`python -m manifold_sweeps.bench.packed --child ...`). "Packed" is one process training
+  same code (`python -m manifold_sweeps.bench.packed --child ...`), commutator measurements off (a
+  300-step run would measure them once, at step 0: a far larger share than in a 20k-step run).
+  "Packed" is one process training
   the 20 runs with torch's default threads. "Separate" is 20 processes of one run each: on a CPU as
   many at a time as the machine has cores, each with cores / parallel threads (1 on a 2-core
   machine: more would oversubscribe the cores, which costs far more than it gains); on a GPU one at
@@ -161,7 +163,10 @@ def _child(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
-    rate = train_timed(pack_configs(PRESET, seeds, args.steps)).steps_per_s(args.warmup)
+    # Commutators off: a short run would measure them once, at step 0, against once per ~490 steps in
+    # a real run, and that one measurement took a 20-run pack about half its wall time.
+    # bench/commutator.py measures their cost.
+    rate = train_timed(pack_configs(PRESET, seeds, args.steps, "commutator.every=0")).steps_per_s(args.warmup)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "rate.json").write_text(json.dumps({"steps_per_s": rate, "peak_rss_mib": _peak_rss_mib()}) + "\n")
 

@@ -67,7 +67,8 @@ def median_ratio(numerators: list[float], denominators: list[float]) -> float:
     return median([a / b for a, b in zip(numerators, denominators)])
 
 
-def matmul_peak_gflops(quick: bool = False, device: str | torch.device = "cpu") -> tuple[float, int]:
+def matmul_peak_gflops(quick: bool = False, device: str | torch.device = "cpu",
+                       sizes: tuple[int, ...] | None = None) -> tuple[float, int]:
     """The fp32 matrix-multiply rate `device` reaches, in GFLOP/s, and the size that reached it.
 
     Square torch.mm into a preallocated output (with torch's default threads on the CPU), at a few
@@ -77,7 +78,7 @@ def matmul_peak_gflops(quick: bool = False, device: str | torch.device = "cpu") 
     """
     device = torch.device(device)
     cuda = device.type == "cuda"
-    sizes = (128, 256) if quick else (1024, 2048, 4096, 8192) if cuda else (256, 512, 1024, 2048)
+    sizes = sizes or ((128, 256) if quick else (1024, 2048, 4096, 8192) if cuda else (256, 512, 1024, 2048))
     trial_s, trials = (0.02, 3) if quick else (0.2, 5)
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     best = (0.0, 0)
