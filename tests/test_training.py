@@ -248,9 +248,12 @@ def test_every_refused_run_of_a_pack_is_named_and_keeps_its_files_and_no_group_t
 
 
 def test_a_finished_run_relaunched_where_its_device_is_missing_stays_finished(smoke_cfg, tmp_path):
+    gpu_cfg = shrink(compose_config("experiment=smoke"), train__device="cuda")
     train(smoke_cfg, tmp_path)
+    # As if it had completed on a GPU node with train.device=cuda, now relaunched on one without.
+    StatusWriter(tmp_path).update(config_fingerprint=config_fingerprint(gpu_cfg))
     with pytest.raises(ConfigError, match="train.device=cuda is not available"):
-        train(shrink(compose_config("experiment=smoke"), train__device="cuda"), tmp_path)
+        train(gpu_cfg, tmp_path)
     assert read_status(tmp_path)["state"] == "completed"
     # A directory without a run of its own records the refusal.
     with pytest.raises(ConfigError, match="train.device=cuda is not available"):
