@@ -101,16 +101,7 @@ def test_on_the_model_float32_agrees_with_float64_and_beats_the_two_path_differe
         d64 = float(measure_pair(model, batch_a, batch_b, eta, torch.float64).defect[0])
         stable_err.append(abs(d32 / d64 - 1))
         # the reference code's form: two full parameter vectors subtracted, in float32
-        grad_pair = model_grad_pair(model, batch_a, batch_b)
-        theta = {n: p.detach() for n, p in model.named_parameters()}
-        g_a, g_b = grad_pair(theta, theta)
-        after_a = {n: theta[n] - eta * g_a[n] for n in theta}
-        after_b = {n: theta[n] - eta * g_b[n] for n in theta}
-        g_a_after_b, g_b_after_a = grad_pair(after_b, after_a)
-        naive = sum(((after_a[n] - eta * g_b_after_a[n]) - (after_b[n] - eta * g_a_after_b[n])).double().square().sum()
-                    for n in theta).sqrt()
-        d_naive = float(naive / (eta**2 * _norm(g_a) * _norm(g_b)))
-        naive_err.append(abs(d_naive / d64 - 1))
+        naive_err.append(abs(two_path_defect(model, batch_a, batch_b, eta) / d64 - 1))
     assert max(stable_err) < 0.01
     assert max(stable_err) < max(naive_err) / 10
 
@@ -124,15 +115,7 @@ def test_with_steps_small_next_to_the_weights_float64_keeps_the_commutator_and_f
     eta = 1e-7
     err32, err64 = [], []
     for batch_a, batch_b in batch_pairs(layout, 1, 3):
-        grad_pair = model_grad_pair(model64, batch_a, batch_b)
-        theta = {n: p.detach() for n, p in model64.named_parameters()}
-        g_a, g_b = grad_pair(theta, theta)
-        after_a = {n: theta[n] - eta * g_a[n] for n in g_a}
-        after_b = {n: theta[n] - eta * g_b[n] for n in g_a}
-        g_a_after_b, g_b_after_a = grad_pair(after_b, after_a)
-        two_path = sum(((after_a[n] - eta * g_b_after_a[n]) - (after_b[n] - eta * g_a_after_b[n])).square().sum()
-                       for n in g_a).sqrt()
-        reference = float(two_path / (eta**2 * _norm(g_a) * _norm(g_b)))
+        reference = two_path_defect(model64, batch_a, batch_b, eta)
         for dtype, errors in ((torch.float32, err32), (torch.float64, err64)):
             errors.append(abs(float(measure_pair(model, batch_a, batch_b, eta, dtype).defect[0]) / reference - 1))
     assert max(err64) < 0.01
@@ -142,6 +125,19 @@ def test_with_steps_small_next_to_the_weights_float64_keeps_the_commutator_and_f
 
 def _norm(params):
     return sum(t.double().square().sum() for t in params.values()).sqrt()
+
+
+def two_path_defect(model, batch_a, batch_b, eta):
+    """D from theta_AB - theta_BA: two full parameter vectors subtracted, in the model's own precision."""
+    grad_pair = model_grad_pair(model, batch_a, batch_b)
+    theta = {n: p.detach() for n, p in model.named_parameters()}
+    g_a, g_b = grad_pair(theta, theta)
+    after_a = {n: theta[n] - eta * g_a[n] for n in g_a}
+    after_b = {n: theta[n] - eta * g_b[n] for n in g_a}
+    g_a_after_b, g_b_after_a = grad_pair(after_b, after_a)
+    two_path = sum(((after_a[n] - eta * g_b_after_a[n]) - (after_b[n] - eta * g_a_after_b[n])).double().square().sum()
+                   for n in g_a).sqrt()
+    return float(two_path / (eta**2 * _norm(g_a) * _norm(g_b)))
 
 
 @pytest.mark.parametrize("runs_per_pass", [4, 2])  # one pass over the 3 runs; or passes of 2 and 1

@@ -206,13 +206,10 @@ def _is_own_unfinished_run(cfg: DictConfig, run_dir: Path) -> bool:
     """Whether a launch refused before training may record itself as failed in run_dir: not over a
     finished run (relaunched, say, on a node without the GPU it asks for) nor over a run of another
     config, whose status stays that run's."""
-    status = read_status(run_dir)
-    if not status:
-        return True
-    if status.get("state") in FINISHED:
+    if _finished_state(run_dir) is not None:
         return False
     try:
-        return status.get("config_fingerprint") in (None, config_fingerprint(cfg))
+        return other_run_refusal(cfg, run_dir, None) is None
     except OmegaConfBaseException:  # a config too broken to fingerprint is not this run's
         return False
 
@@ -229,14 +226,11 @@ def _check_same_run(cfg: DictConfig, run_dir: Path) -> None:
         return
     checkpoint = load_checkpoint(run_dir)
     trained = OmegaConf.create(checkpoint["config"]) if checkpoint and "config" in checkpoint else None
-    refusal = other_run_refusal(cfg, run_dir, trained)
-    if refusal is None:
-        return
     if trained is not None and config_fingerprint(trained) == read_status(run_dir).get("config_fingerprint"):
         write_text(run_dir / ".hydra" / "config.yaml", OmegaConf.to_yaml(trained))
         for name, text in checkpoint.get("hydra_files", {}).items():
             write_text(run_dir / ".hydra" / name, text)
-    raise ConfigError(refusal)
+    raise ConfigError(other_run_refusal(cfg, run_dir, trained))
 
 
 def _check_resume_device(cfg: DictConfig, run_dir: Path, device: torch.device) -> None:
