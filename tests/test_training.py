@@ -95,6 +95,21 @@ def test_a_diverging_run_stops_with_state_diverged_and_a_clear_message(tmp_path)
     assert len(traj) < 21 and np.isfinite(traj.matrix(0, "W_Q")).all()  # only finite snapshots are kept
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_a_run_diverging_between_checks_records_no_non_finite_snapshot_or_metric(tmp_path, optimizer):
+    # Evaluating and snapshotting every step: the update after the last finite loss can itself
+    # overflow the weights, which the next snapshot and evaluation would otherwise record.
+    cfg = compose_config("experiment=smoke", f"optimizer={optimizer}", "optimizer.lr=1e3", "train.steps=60",
+                         "train.eval_every=1", "train.snapshot_every=1")
+    assert train(cfg, tmp_path) == "diverged"
+    status = read_status(tmp_path)
+    assert "non-finite" in status["error"] and status["last_step"] < 60
+    metrics = load_metrics(tmp_path)
+    assert len(metrics) and np.isfinite(metrics["value"]).all()
+    traj = load_trajectory(tmp_path)
+    assert all(np.isfinite(traj.matrix(layer, name)).all() for layer, name in traj.keys())
+
+
 @pytest.mark.parametrize(
     "overrides,n_polls",
     [

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import socket
 import time
@@ -351,10 +352,10 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
         while True:
             # --- checkpoint: the state after `step` updates -----------------------------------------
             if step > start and step % checkpoint_every == 0:
-                _check_divergence(runs, nonfinite, step)
+                _check_divergence(runs, nonfinite, step, params)
                 _checkpoint(runs, model, opt, step, loss_sum, loss_count, t_start)
             if should_stop():
-                _check_divergence(runs, nonfinite, step)
+                _check_divergence(runs, nonfinite, step, params)
                 _checkpoint(runs, model, opt, step, loss_sum, loss_count, t_start)
                 for run in runs:
                     if run.active:
@@ -367,7 +368,7 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
                 break
             # --- snapshot and evaluation ----------------------------------------------------------
             if step in planned_set:
-                _check_divergence(runs, nonfinite, step)
+                _check_divergence(runs, nonfinite, step, params)
                 snap = torch.stack([w.detach() for w in mats], dim=1).cpu().numpy()  # (P, L*4, d, d)
                 for run in runs:
                     if run.active:
@@ -375,15 +376,20 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
             # --- model-only checkpoints for the probe stage: kept, unlike checkpoint.pt. Like the
             # snapshot, the one at a resume step is taken after resuming, so a resumed run has them all.
             if any(step in s for s in probe_steps):
-                _check_divergence(runs, nonfinite, step)
+                _check_divergence(runs, nonfinite, step, params)
                 for run in runs:
                     if run.active and step in probe_steps[run.index]:
                         save_model_checkpoint(run.dir, step, model.run_state(run.index), shape, run.cfg)
             if is_eval_step(step, total, eval_every):
-                _check_divergence(runs, nonfinite, step)
+                _check_divergence(runs, nonfinite, step, params)
                 train_loss = (loss_sum / max(loss_count, 1)).tolist()
                 for run, results in zip(runs, evaluate(model, [r.eval_set for r in runs])):
                     if not run.active:
+                        continue
+                    # Finite weights can still overflow the logits: such a run has diverged too, and
+                    # its NaN metrics are not written.
+                    if not all(math.isfinite(v) for res in results for v in (res["eval_loss"], *res["attention_entropy"])):
+                        _diverge(run, step, f"the evaluation became non-finite (NaN or inf) at step {step}")
                         continue
                     if loss_count:
                         run.metrics.add(step, "train_loss", train_loss[run.index])
@@ -398,7 +404,7 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
             # so training is byte-identical with them on or off; the causal basis reads the snapshots
             # taken so far -------------------------------------------------------------------------
             if commutators is not None and commutators.due(step):
-                _check_divergence(runs, nonfinite, step)
+                _check_divergence(runs, nonfinite, step, params)
                 commutators.measure(step, model, [r.trajectory.data[: r.trajectory.count] if r.active else None for r in runs])
             if step >= total or not any(r.active for r in runs):
                 break
@@ -423,7 +429,7 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
             step += 1
             # --- progress -------------------------------------------------------------------------
             if progress.maybe_report(step, lambda: _progress_extra(runs, loss_sum, loss_count)):
-                _check_divergence(runs, nonfinite, step)
+                _check_divergence(runs, nonfinite, step, params)
                 for run in runs:
                     if run.active:
                         run.status.heartbeat(last_step=step, wall_time_s=_wall(run, t_start))
@@ -431,7 +437,7 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
 
         # --- finish -------------------------------------------------------------------------------
         if step >= total:
-            _check_divergence(runs, nonfinite, step)
+            _check_divergence(runs, nonfinite, step, params)
             _checkpoint(runs, model, opt, step, loss_sum, loss_count, t_start)
             for run in runs:
                 if run.active:
@@ -474,17 +480,24 @@ def _wall(run: Run, t_start: float) -> float:
     return run.wall_before + time.monotonic() - t_start
 
 
-def _check_divergence(runs: list[Run], nonfinite: torch.Tensor, step: int) -> None:
-    """Stop runs whose loss went NaN or infinite since the last check (one host sync)."""
-    bad = nonfinite.tolist()
+def _check_divergence(runs: list[Run], nonfinite: torch.Tensor, step: int, params: list[torch.Tensor]) -> None:
+    """Stop runs whose loss went NaN or infinite since the last check, or whose weights did (one host
+    sync). The weights too: the update after the last finite loss can itself overflow, and the
+    snapshot or evaluation at this step would then record NaN weights or metrics."""
+    P = nonfinite.shape[0]
+    weights_bad = torch.stack([~torch.isfinite(p.detach()).view(P, -1).all(1) for p in params]).any(0)
+    bad = (nonfinite | weights_bad).tolist()
     for run in runs:
         if run.active and bad[run.index]:
-            run.state = "diverged"
-            msg = (f"training loss became non-finite (NaN or inf) before step {step}; "
-                   f"lower optimizer.lr (now {run.cfg.optimizer.lr}) or set optimizer.grad_clip")
-            log.error("%s diverged: %s", run.dir, msg)
-            run.metrics.flush()
-            run.status.update(state="diverged", last_step=step, error=msg, ended_at=now_iso())
+            _diverge(run, step, f"the training loss or the weights became non-finite (NaN or inf) before step {step}")
+
+
+def _diverge(run: Run, step: int, what: str) -> None:
+    run.state = "diverged"
+    msg = f"{what}; lower optimizer.lr (now {run.cfg.optimizer.lr}) or set optimizer.grad_clip"
+    log.error("%s diverged: %s", run.dir, msg)
+    run.metrics.flush()
+    run.status.update(state="diverged", last_step=step, error=msg, ended_at=now_iso())
 
 
 def _checkpoint(runs, model, opt, step, loss_sum, loss_count, t_start) -> None:
