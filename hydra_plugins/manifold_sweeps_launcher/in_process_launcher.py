@@ -41,7 +41,8 @@ ConfigStore.instance().store(group="hydra/launcher", name="in_process_schema", n
 
 class InProcessLauncher(HydraBasicLauncher):
     def __init__(self, pack_size: int = 1) -> None:
-        check_pack_size(pack_size)
+        with refusal_ends_the_command():  # Hydra would wrap the message in its instantiation error
+            check_pack_size(pack_size)
         super().__init__()
         self.pack_size = pack_size
 

@@ -13,7 +13,7 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLaunche
 
 from hydra_plugins.manifold_sweeps_launcher._submitit_packing import SubmititPacking
 from manifold_sweeps.config.validation import ConfigError
-from manifold_sweeps.launch.packs import check_pack_size
+from manifold_sweeps.launch.packs import check_pack_size, refusal_ends_the_command
 
 
 @dataclass
@@ -29,9 +29,10 @@ ConfigStore.instance().store(group="hydra/launcher", name="local_schema", node=L
 
 class LocalLauncher(SubmititPacking, SubmititLocalLauncher):
     def __init__(self, pack_size: int = 1, **params: Any) -> None:
-        check_pack_size(pack_size)
-        if not params.get("timeout_min", 1) >= 1:  # submitit would kill every job at once, before any output
-            raise ConfigError(f"hydra.launcher.timeout_min={params['timeout_min']} is not allowed (the time limit of "
-                              "every job); allowed: a whole number of minutes >= 1")
+        with refusal_ends_the_command():  # Hydra would wrap the message in its instantiation error
+            check_pack_size(pack_size)
+            if not params.get("timeout_min", 1) >= 1:  # submitit would kill every job at once, before any output
+                raise ConfigError(f"hydra.launcher.timeout_min={params['timeout_min']} is not allowed (the time "
+                                  "limit of every job); allowed: a whole number of minutes >= 1")
         super().__init__(**params)
         self.pack_size = pack_size

@@ -25,7 +25,7 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLaunche
 
 from hydra_plugins.manifold_sweeps_launcher._submitit_packing import SubmititPacking
 from manifold_sweeps.config.validation import ConfigError
-from manifold_sweeps.launch.packs import check_pack_size
+from manifold_sweeps.launch.packs import check_pack_size, refusal_ends_the_command
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,9 @@ def check_launcher_params(params: Dict[str, Any]) -> None:
 
 class SlurmLauncher(SubmititPacking, SubmititSlurmLauncher):
     def __init__(self, max_array_size: Optional[int] = None, pack_size: int = 1, **params: Any) -> None:
-        check_launcher_params({**params, "max_array_size": max_array_size})
-        check_pack_size(pack_size)
+        with refusal_ends_the_command():  # Hydra would wrap the message in its instantiation error
+            check_launcher_params({**params, "max_array_size": max_array_size})
+            check_pack_size(pack_size)
         super().__init__(**params)
         self.max_array_size = max_array_size
         self.pack_size = pack_size
