@@ -536,6 +536,14 @@ def test_probes_on_request_become_tables_and_the_report_draws_them(tmp_path):
     assert again.computed == 0 and again.tables["sae_probes"].equals(probes)  # cached per run
     # a later aggregation without --probes keeps the results the runs now hold
     assert aggregate([tmp_path / "sweep"], quiet()).tables["sae_probes"].equals(probes)
+    # results a user computed with probe overrides stay: --probes does not recompute them with defaults
+    from manifold_sweeps.probes import probe_run
+    run = tmp_path / "sweep" / "seed=0"
+    assert probe_run(run, ["probe.random_trials=1"]).state == "probed"
+    user_file = (run / "probes" / "sae_probes.parquet").read_bytes()
+    kept = aggregate([tmp_path / "sweep"], quiet(probes=True)).tables["sae_probes"]
+    assert (run / "probes" / "sae_probes.parquet").read_bytes() == user_file
+    assert set(kept.query("run_id == 'seed=0' and ablation == 'zero_random'").n_trials) == {1}
     assert report_main([str(tmp_path / "sweep")]) == 0
     assert (tmp_path / "sweep" / "report" / "figures" / "fig10_sae_ablation.png").exists()
 

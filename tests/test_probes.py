@@ -371,6 +371,7 @@ def test_the_probe_stage_writes_the_tables_of_a_smoke_sweep(tmp_path, capsys):
     # up to date: not recomputed; a probe override recomputes
     before = (run / "probes" / "sae_probes.parquet").stat().st_mtime_ns
     assert probe_run(run).state == "up_to_date"
+    assert probe_run(run, ["probe.device=cpu"]).state == "up_to_date"  # where, not what, was computed
     assert (run / "probes" / "sae_probes.parquet").stat().st_mtime_ns == before
     with pytest.raises(ConfigError, match="probe.KEY=VALUE"):
         probe_run(run, ["train.steps=3"])
@@ -396,14 +397,17 @@ def test_the_probe_stage_writes_the_tables_of_a_smoke_sweep(tmp_path, capsys):
     meta = (run / "probes" / "probe.json").read_bytes()
     for override, message in (("probe.foo=1", "probe.foo=1 is not allowed"),
                               ("probe.device=gpu", "expected one of [auto, cpu, cuda]"),
-                              ("probe.device=cuda", "probe.device=cuda is not available")):
+                              ("probe.device=cuda", "probe.device=cuda is not available"),
+                              # training's keys: the stage probes every saved checkpoint, it would only record them
+                              ("probe.checkpoint_steps=[10]", "probe.checkpoint_steps=[10] is not allowed in the "
+                                                              "probe stage")):
         if override == "probe.device=cuda" and torch.cuda.is_available():
             continue
         with pytest.raises(SystemExit):
             main([str(tmp_path / "sweep"), override])
         assert message in capsys.readouterr().err
     # ranges depend on the run (a 5-layer run takes probe.layer=3): checked per run, still before touching it
-    check_overrides(["probe.layer=3", "probe.checkpoint_steps=[10000]"])
+    check_overrides(["probe.layer=3"])
     assert main([str(run), "probe.layer=3"]) == 2
     assert "probe.layer=3 is not allowed; allowed: 0..1" in capsys.readouterr().err
     assert (run / "probes" / "probe.json").read_bytes() == meta

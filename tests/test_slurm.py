@@ -35,8 +35,10 @@ CLUSTER_PORT = "6917"  # not the development cluster's 6817: both may run at onc
 # Small jobs: one CPU (so one torch thread each) and a time limit well above the checkpoint signal's 120 s.
 TEST_LAUNCHER = ("hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=5")
 # Long enough to interrupt mid-way; the same computation under two names (progress_every_s changes
-# no result), so one job is interrupted and the other is the uninterrupted reference.
+# no result), so one job is interrupted and the other is the uninterrupted reference. Commutators
+# on, every sample's delta saved: a resumed run must record them as an uninterrupted one does.
 LONG_PAIR = ("experiment=smoke", "train.steps=800", "train.snapshot_every=25", "train.eval_every=250",
+             "commutator.every=200", "commutator.samples=3", "commutator.save_deltas=all",
              "train.progress_every_s=30,31")
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
 
@@ -146,7 +148,9 @@ def snapshots(run_dir: Path) -> int:
 
 
 def result_files(run_dir: Path) -> dict[str, bytes]:
-    return {name: (run_dir / name).read_bytes() for name in ("trajectory.npy", "trajectory_steps.npy")}
+    names = ("trajectory.npy", "trajectory_steps.npy", "commutators.parquet", "commutator_deltas.npy",
+             "commutator_deltas_index.npy")
+    return {name: (run_dir / name).read_bytes() for name in names}
 
 
 def test_a_gpu_sweep_runs_as_one_array_of_the_expected_tasks_and_every_run_completes(slurm_env, tmp_path):

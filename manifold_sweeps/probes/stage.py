@@ -14,27 +14,29 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
-import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ..config.schema import Config
+from ..config.schema import Config, ProbeConfig
 from ..config.validation import ConfigError, validate
 from ..rundir.atomic import atomic_path, write_text, write_torch
 from ..rundir.model_checkpoints import load_model_checkpoint, saved_checkpoint_steps
 from ..rundir.status import STATUS_FILE, read_status
 from ..training.device import resolve_device
+from ..training.packing import TRAINING_PROBE_KEYS
 from .probe import datasets, probe_checkpoint
 from .tables import LATENT_COLUMNS, LATENTS_FILE, PROBE_COLUMNS, PROBES_DIR, PROBES_FILE, frame, load_sae_probes
 
 log = logging.getLogger(__name__)
 
 META_FILE = "probe.json"
+# The keys this stage reads; TRAINING_PROBE_KEYS (which checkpoints training keeps) are training's.
+PROBE_STAGE_KEYS = tuple(f.name for f in fields(ProbeConfig) if f"probe.{f.name}" not in TRAINING_PROBE_KEYS)
 FORMAT = 1  # bump when the tables' meaning changes: older tables are then recomputed
 
 
@@ -64,12 +66,17 @@ def _merged(saved: dict, overrides: list[str]) -> DictConfig:
     bad = [o for o in overrides if not o.startswith("probe.") or "=" not in o]
     if bad:
         raise ConfigError(f"the probe stage takes only probe.KEY=VALUE overrides; got {bad}")
+    training = [o for o in overrides if o.split("=", 1)[0] in TRAINING_PROBE_KEYS]
+    if training:  # the stage probes every checkpoint the run saved: these would be recorded, not used
+        raise ConfigError(f"{training[0]} is not allowed in the probe stage: {' and '.join(TRAINING_PROBE_KEYS)} "
+                          "choose which checkpoints training saves, and the stage probes every saved one; "
+                          "allowed: " + ", ".join(f"probe.{k}" for k in PROBE_STAGE_KEYS))
     cfg = OmegaConf.merge(OmegaConf.structured(Config), saved)
     for override in overrides:
         try:
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([override]))
         except OmegaConfBaseException as err:
-            keys = ", ".join(f"probe.{k}" for k in cfg.probe)
+            keys = ", ".join(f"probe.{k}" for k in PROBE_STAGE_KEYS)
             raise ConfigError(f"{override} is not allowed ({str(err).splitlines()[0]}); allowed: {keys}, "
                               "each with a value of its type") from None
     return cfg
@@ -88,6 +95,23 @@ def check_overrides(overrides: Iterable[str]) -> None:
     model.n_layers, checkpoint steps on its train.steps): probe_config checks those per run."""
     cfg = _merged(OmegaConf.to_container(OmegaConf.structured(Config)), list(overrides))
     resolve_device(cfg.probe.device, "probe.device")
+
+
+def _same_results(saved: dict | None, wanted: dict) -> bool:
+    """Whether the saved probe.json describes the results `wanted` asks for; probe.device aside, which
+    says where they were computed, not what."""
+    def what(meta: dict) -> dict:
+        return {**meta, "probe": {k: v for k, v in meta["probe"].items() if k != "device"}}
+    return isinstance(saved, dict) and isinstance(saved.get("probe"), dict) and what(saved) == what(wanted)
+
+
+def last_probe_overrides(run_dir: str | os.PathLike) -> list[str]:
+    """The probe-stage settings the run's current tables were computed with (probe.json), as
+    overrides: [] when it has none of this format. probe.device is left to this machine."""
+    meta = _read_meta(Path(run_dir))
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("probe"), dict):
+        return []
+    return [f"probe.{k}={json.dumps(v)}" for k, v in meta["probe"].items() if k in PROBE_STAGE_KEYS and k != "device"]
 
 
 def _meta(cfg: DictConfig, steps: list[int]) -> dict:
@@ -121,7 +145,7 @@ def probe_run(run_dir: str | os.PathLike, overrides: Iterable[str] = (), force: 
     first = load_model_checkpoint(run_dir, steps[0])
     cfg = probe_config(first["config"], overrides)
     meta = _meta(cfg, steps)
-    if not force and _read_meta(run_dir) == meta:
+    if not force and _same_results(_read_meta(run_dir), meta):
         return Outcome(run_dir, "up_to_date")
 
     device = resolve_device(cfg.probe.device, "probe.device")  # before anything of the run's is touched
@@ -156,13 +180,18 @@ def probe_run(run_dir: str | os.PathLike, overrides: Iterable[str] = (), force: 
     return Outcome(run_dir, "probed")
 
 
-def sae_probe_rows(run_dir: str | os.PathLike, run_id: str | None = None, overrides: Iterable[str] = (),
+def sae_probe_rows(run_dir: str | os.PathLike, run_id: str | None = None, overrides: Iterable[str] | None = None,
                    force: bool = False) -> pd.DataFrame:
     """The run's `sae_probes` rows, probing it first when its tables are missing or stale.
 
     For the aggregation's `--probes`: run_id is the aggregation's id of the run (default: the run
-    directory). A run that cannot be probed (not completed, no checkpoints) gives no rows.
+    directory). Without overrides, the settings of the run's last probing are kept (results a user
+    computed with `probe.*` overrides stay; they are recomputed with the same settings only when the
+    checkpoints or the tables' format changed). A run that cannot be probed (not completed, no
+    checkpoints) gives no rows.
     """
+    if overrides is None:
+        overrides = last_probe_overrides(run_dir)
     outcome = probe_run(run_dir, overrides, force)
     if outcome.state == "skipped":
         log.info("%s: no probes (%s)", run_dir, outcome.reason)
