@@ -163,6 +163,22 @@ def test_mlp_comparison_needs_runs_that_share_the_other_conditions():
     assert claims.mlp_higher_dimensional(confounded).outcome is NOT_TESTED
 
 
+def test_variant_comparisons_count_only_groups_in_which_both_variants_learned():
+    r90 = lambda run, layer, matrix: 7 if run["model.mlp_ratio"] else 4  # noqa: E731
+    # Models that learned nothing have no execution geometry to compare: not tested, saying why.
+    untrained = runs_table(MODELS, accuracy=0.12)
+    verdict = claims.mlp_higher_dimensional(report_data(untrained, effective_rank=effective_rank_table(untrained, r90)))
+    assert verdict.outcome is NOT_TESTED and "did not learn" in verdict.evidence and "learn the task" in verdict.needed
+    # At m=2 the MLP runs did not learn, and there they look lower-dimensional: that group is left out.
+    runs = runs_table(MODELS)
+    runs.loc[(runs["model.mlp_ratio"] == 4) & (runs["task.m"] == 2), "final_accuracy_m2"] = 0.15
+    er = effective_rank_table(runs, lambda run, layer, matrix: 2 if run["model.mlp_ratio"] and run["task.m"] == 2
+                              else r90(run, layer, matrix))
+    verdict = claims.mlp_higher_dimensional(report_data(runs, effective_rank=er))
+    assert verdict.outcome is SUPPORTED
+    assert "1 of 2 matched group(s) left out" in verdict.evidence and "task.m=2" in verdict.evidence
+
+
 def test_multiplication_needs_more_dimensions():
     ops = [{"task": "modadd", "task.op": "add", "task.modulus": 8}, {"task": "modmul", "task.op": "mul", "task.modulus": 7}]
     assert claims.mul_higher_dimensional(variant_data(ops, lambda run, layer, matrix: 6 if run["task.op"] == "mul" else 4)).outcome is SUPPORTED

@@ -365,28 +365,46 @@ def exec_beats_random_early(data: ReportData, runs: pd.DataFrame) -> Verdict:
 
 # --- 8 and 10. comparisons of variants: MLP models, multiplication ---------------------------------
 
-def _compare_r90(data: ReportData, variant: pd.Series, keys: tuple[str, ...], higher: str, lower: str) -> pd.DataFrame:
+def _compare_r90(data: ReportData, variant: pd.Series, keys: tuple[str, ...], higher: str, lower: str
+                 ) -> tuple[pd.DataFrame, str]:
     """Seed-mean r90 (per run: mean over layers and matrices) of both variants, one row per group of runs
-    sharing all other conditions (`others`) that holds both."""
+    sharing all other conditions (`others`) that holds both and in which both learned the task (seed-mean
+    final accuracy >= LEARNED_ACCURACY, or unknown), and a note on the groups left out for not learning:
+    the comparison is about the geometry of models that learn, as claims 1-7 are."""
     runs = data.variants(variant, keys)
     er = data.per_run("effective_rank")
     if er.empty:
-        return pd.DataFrame(columns=[higher, lower])
+        return pd.DataFrame(columns=[higher, lower]), ""
     er = er[er["window"] == "whole"].dropna(subset=["r90"])
     per_run = er.assign(r90=er["r90"].astype("float64")).groupby("run_id", as_index=False)["r90"].mean()
     per_run = per_run.merge(runs[["run_id", "variant", "others"]], on="run_id")
     wide = per_run.pivot_table(index="others", columns="variant", values="r90", aggfunc="mean")
-    return wide.reindex(columns=[higher, lower]).dropna()
+    wide = wide.reindex(columns=[higher, lower]).dropna()
+    accuracy = runs.assign(accuracy=final_accuracy(runs).values).groupby(["others", "variant"])["accuracy"].mean()
+    untrained = sorted({others for (others, _), acc in accuracy.items() if acc < LEARNED_ACCURACY} & set(wide.index))
+    if not untrained:
+        return wide, ""
+    names = ", ".join(str(o) or "(the only group)" for o in untrained[:3]) + (", ..." if len(untrained) > 3 else "")
+    note = (f"{len(untrained)} of {len(wide)} matched group(s) left out because a variant's runs did not learn the "
+            f"task (seed-mean final accuracy < {LEARNED_ACCURACY:.2f}): {names}.")
+    return wide.drop(index=untrained), note
 
 
-def _comparison_verdict(claim, source, wide, higher, lower, needed) -> Verdict:
+def _comparison_verdict(claim, source, compared: tuple[pd.DataFrame, str], higher, lower, needed) -> Verdict:
+    wide, note = compared
     rule = (f"r90 per run = mean over layers and matrices of the whole-trajectory r90; supported when the seed-mean r90 of "
-            f"{higher} runs exceeds that of {lower} runs in every group of runs that share all other conditions.")
+            f"{higher} runs exceeds that of {lower} runs in every group of runs that share all other conditions "
+            f"and in which both learned the task (seed-mean final accuracy >= {LEARNED_ACCURACY:.2f}).")
+    if wide.empty and note:
+        return Verdict(claim, source, Outcome.not_tested, f"no matched group in which both learned the task. {note}",
+                       rule, f"{needed}, with runs that learn the task (more train.steps, or a tuned preset)")
     if wide.empty:
         return Verdict(claim, source, Outcome.not_tested, f"no {higher} and {lower} runs that share their other conditions.", rule, needed)
     holds = wide[higher] > wide[lower]
     evidence = (f"seed-mean r90 {higher} {_f(wide[higher].mean(), 1)} vs {lower} {_f(wide[lower].mean(), 1)} (mean over "
                 f"{len(wide)} matched group(s)); {higher} is higher in {int(holds.sum())} of {len(wide)}.")
+    if note:
+        evidence = f"{evidence} {note}"
     return Verdict(claim, source, Outcome.supported if holds.all() else Outcome.not_supported, evidence, rule)
 
 
