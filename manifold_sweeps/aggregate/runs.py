@@ -160,7 +160,8 @@ def read_run(run_dir: Path, run_id: str, now: float | None = None) -> dict:
 def mark_duplicates(rows: dict[str, dict]) -> None:
     """Completed runs with one config_fingerprint (the same config and seed: a sweep launched twice
     into a folder of sweeps, a copied run) repeat one experiment; counting each would count a seed
-    twice. The first by run id stays `completed`, the others become `duplicate`."""
+    twice. The first by run id stays `completed`, the others become `duplicate`. Called once the runs
+    have been reduced, so that a copy found unreadable then is not the one kept."""
     first: dict[str, str] = {}
     for rid in sorted(rows):
         row, fingerprint = rows[rid], rows[rid].get("config_fingerprint")

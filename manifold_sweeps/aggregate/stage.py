@@ -171,7 +171,6 @@ def aggregate(
     for run_dir in run_dirs:
         rid = run_id(root, run_dir)
         dirs[rid], rows[rid] = run_dir, read_run(run_dir, rid)
-    mark_duplicates(rows)
     for rid, run_dir in dirs.items():
         if rows[rid]["state"] != "completed":
             progress.advance(result)
@@ -198,6 +197,8 @@ def aggregate(
             rows[rid].update(state="unreadable", reason=reason)
         progress.advance(result)
     progress.finish(result)
+    # Only now: the copy that is kept must be one whose files could be read.
+    mark_duplicates(rows)
 
     # --- combine, summarise, write ----------------------------------------------------------------
     completed = {rid for rid, row in rows.items() if row["state"] == "completed"}
