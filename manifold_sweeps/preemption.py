@@ -8,9 +8,9 @@ polls as `should_stop`; the loop checkpoints every active run at its current ste
 `interrupted`; `hand_over()` then calls submitit's own handler, which requeues the same task (same
 overrides, so the same run directory) and exits. The requeued job resumes from the checkpoint.
 
-Outside submitit (the basic launcher, a plain `python -m manifold_sweeps`) the checkpoint signal and
-SIGTERM (kill, scancel, docker stop) stop training the same way, and the process exits with
-128 + the signal number. Under submitit SIGTERM stays submitit's: on preemption SLURM sends it before
+Outside submitit (the basic launcher, a plain `python -m manifold_sweeps`) the checkpoint signal,
+SIGTERM (kill, scancel, docker stop) and SIGINT (Ctrl-C) stop training the same way, and the process
+exits with 128 + the signal number; a second Ctrl-C does not wait for the checkpoint (KeyboardInterrupt). Under submitit SIGTERM stays submitit's: on preemption SLURM sends it before
 the checkpoint signal, and submitit ignores it on purpose.
 """
 
@@ -51,7 +51,7 @@ class StopSignal:
 
     def __init__(self, signals: list[signal.Signals] | None = None):
         if signals is None:
-            signals = [checkpoint_signal()] if under_submitit() else [checkpoint_signal(), signal.SIGTERM]
+            signals = [checkpoint_signal()] if under_submitit() else [checkpoint_signal(), signal.SIGTERM, signal.SIGINT]
         self.signals = signals
         self.received: signal.Signals | None = None
         self._previous: dict[signal.Signals, object] = {}
@@ -63,6 +63,8 @@ class StopSignal:
         # Runs between two bytecodes of the training loop: set the flag and nothing else.
         if self.received is None:
             self.received = signal.Signals(signum)
+        elif self.received == signum == signal.SIGINT:  # Ctrl-C again: the user will not wait for the checkpoint
+            raise KeyboardInterrupt
 
     def __enter__(self) -> StopSignal:
         for sig in self.signals:
@@ -81,7 +83,7 @@ class StopSignal:
         if self.received is None:
             return
         sig, previous = self.received, self._previous.get(self.received)
-        if callable(previous):
+        if callable(previous) and previous is not signal.default_int_handler:
             log.warning("stopped on %s with a checkpoint; handing the signal to %s", sig.name,
                         getattr(previous, "__qualname__", previous))
             previous(sig, None)  # submitit: checkpoint() resubmits the same task, requeues it, exits

@@ -341,6 +341,12 @@ def test_runs_that_did_not_complete_are_listed_and_left_out(tmp_path, capsys):
     assert "config-only: unreadable: status.json is missing or unreadable" in out
     assert "running: running: still running: step 500 of 1000" in out
     assert "stale: interrupted: stopped at step 1000 of 1000 without finishing" in out
+    # an interrupted run's reason says where a relaunch resumes it, and promises no checkpoint it lacks
+    StatusWriter(stale).update(state="interrupted", last_step=700, checkpoint_step=700)
+    StatusWriter(running).update(state="interrupted", last_step=3)
+    runs = aggregate([sweep], quiet()).tables["runs"].set_index("run_id")["reason"]
+    assert runs["stale"] == "interrupted at step 700 of 1000; relaunching the run resumes it from its checkpoint at step 700"
+    assert runs["running"] == "interrupted at step 3 of 1000 before its first checkpoint; relaunching the run starts it again"
     tables = sweep / "tables"
     assert set(load_table(tables, "effective_rank")["run_id"]) == {"seed=2,task.m=1"}
     assert len(load_table(tables, "subspace_alignment")) == 0  # one completed seed: no pair

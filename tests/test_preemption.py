@@ -119,7 +119,7 @@ def test_outside_submitit_sigterm_stops_training_and_exits_with_128_plus_the_sig
     before = signal.getsignal(signal.SIGTERM)
     signal_at_batch(monkeypatch, 5, signal.SIGTERM)
     with StopSignal() as stop:
-        assert set(stop.signals) == {signal.SIGUSR2, signal.SIGTERM}
+        assert set(stop.signals) == {signal.SIGUSR2, signal.SIGTERM, signal.SIGINT}
         assert train(cfg, tmp_path, should_stop=stop) == "interrupted"
     assert signal.getsignal(signal.SIGTERM) is before  # restored on exit
     with pytest.raises(SystemExit) as info:
@@ -174,8 +174,27 @@ def snapshot_count(run_dir) -> int:
         return 0
 
 
+def test_a_second_ctrl_c_does_not_wait_for_the_checkpoint(tmp_path, monkeypatch, outside_submitit):
+    real, calls = loop.sample_batches, {"n": 0}
+
+    def sampling(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # the first asks for a checkpoint at the next poll, the second will not wait
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "sample_batches", sampling)
+    with StopSignal() as stop, pytest.raises(KeyboardInterrupt):
+        train(compose_config("experiment=smoke", "train.checkpoint_every=1000"), tmp_path, should_stop=stop)
+    status = read_status(tmp_path)
+    assert status["state"] == "interrupted" and status.get("checkpoint_step") is None
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
 @pytest.mark.slow
-def test_sigterm_to_a_local_run_checkpoints_it_and_the_same_command_resumes_it(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT (Ctrl-C)"])
+def test_a_stop_signal_to_a_local_run_checkpoints_it_and_the_same_command_resumes_it(tmp_path, sig):
     args = ["experiment=smoke", "train.steps=600", "train.snapshot_every=25", "train.checkpoint_every=100000"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     env.pop("SUBMITIT_EXECUTOR", None)
@@ -190,14 +209,14 @@ def test_sigterm_to_a_local_run_checkpoints_it_and_the_same_command_resumes_it(t
     deadline = time.monotonic() + 120
     while snapshot_count(split) < 3 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     output = proc.communicate(timeout=120)[0]
-    assert proc.returncode == 128 + signal.SIGTERM, output
+    assert proc.returncode == 128 + sig, output
 
     status = read_status(split)
     stopped_at = status["checkpoint_step"]
     assert status["state"] == "interrupted" and 0 < stopped_at == status["last_step"] < 600, status
-    assert "stopped on SIGTERM with a checkpoint" in output
+    assert f"stopped on {sig.name} with a checkpoint" in output and "Traceback" not in output
 
     subprocess.run(command(split), cwd=REPO_ROOT, env=env, check=True, capture_output=True)
     status = read_status(split)

@@ -110,7 +110,10 @@ def _reason(status: dict | None, state: str) -> str | None:
     if state == "interrupted":
         if status.get("state") == "running":
             return f"stopped at {progress} without finishing: its process is gone or its heartbeat is stale (last {status.get('updated_at')})"
-        return f"interrupted at {progress}; relaunching the run resumes it from its checkpoint"
+        if status.get("checkpoint_step") is None:
+            return f"interrupted at {progress} before its first checkpoint; relaunching the run starts it again"
+        return (f"interrupted at {progress}; relaunching the run resumes it from its checkpoint at step "
+                f"{status['checkpoint_step']}")
     return None
 
 
