@@ -11,7 +11,7 @@ import pytest
 
 from manifold_sweeps.aggregate.metrics_table import metrics_rows
 from manifold_sweeps.report.build import build_report
-from manifold_sweeps.report.tables import commutator_summary, problem_runs, rank_summary, state_counts
+from manifold_sweeps.report.tables import commutator_summary, fixed_settings, problem_runs, rank_summary, state_counts
 from manifold_sweeps.rundir.metrics import MetricsLog
 
 from .report_tables import effective_rank_summary, effective_rank_table, full_sweep, report_data, runs_table
@@ -111,6 +111,18 @@ def test_summary_tables_are_rounded_with_seeds_counted():
     commutators = commutator_summary(data)
     assert list(commutators["phase"]) == ["early", "late", "all"] * 2
     assert commutators.iloc[0]["exec_random_ratio"] == "5.40 ± 0.00" and commutators.iloc[0]["seeds"] == 3
+
+
+def test_the_shared_settings_leave_out_keys_no_run_reads():
+    mixed = {"curriculum": "mixed", "curriculum.kind": "mixed", "curriculum.ms": "[1, 2]"}
+    single = {"curriculum": "single", "curriculum.kind": "single", "task.m": 2}
+    keys = lambda conditions: dict(fixed_settings(report_data(runs_table(conditions))))  # noqa: E731
+    # mixed and sequential curricula train curriculum.ms: their task.m is never read
+    assert "task.m" not in keys([mixed, mixed | {"curriculum": "sequential", "curriculum.kind": "sequential"}])
+    assert keys([mixed])["curriculum.ms"] == "[1, 2]"
+    # curriculum=single reads task.m alone
+    assert keys([single])["task.m"] == "2" and "curriculum.ms" not in keys([single])
+    assert keys([single, mixed])["task.m"] == "2"  # read by the single runs
 
 
 def test_state_counts_cover_every_state_and_left_out_runs_say_why():

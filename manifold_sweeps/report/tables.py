@@ -47,11 +47,22 @@ def problem_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"run": left_out["run_id"].values, "state": left_out["state"].values, "reason": reasons.values})
 
 
+def _unread(runs: pd.DataFrame) -> set[str]:
+    """Keys no run reads: task.m is read under curriculum=single alone, curriculum.ms under the others."""
+    if "curriculum.kind" not in runs.columns:
+        return set()
+    single = runs["curriculum.kind"] == "single"
+    return ({"task.m"} if not single.any() else set()) | ({"curriculum.ms"} if single.all() else set())
+
+
 def fixed_settings(data: ReportData) -> list[tuple[str, str]]:
-    """(key, value) of the SETUP_KEYS the completed runs share."""
+    """(key, value) of the SETUP_KEYS the completed runs share (and read)."""
     runs = data.completed if not data.completed.empty else data.runs
+    unread = _unread(runs)
     settings = []
     for key in SETUP_KEYS:
+        if key in unread:
+            continue
         if key in runs.columns and key not in data.conditions and runs[key].nunique(dropna=False) == 1:
             value = runs[key].iloc[0]
             settings.append((key, "null" if pd.isna(value) else str(value)))
