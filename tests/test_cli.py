@@ -38,6 +38,16 @@ def test_bad_input_exits_nonzero_before_training_naming_the_key(tmp_path):
     assert proc.returncode != 0 and "train.device" in proc.stderr and "cuda" in proc.stderr
 
 
+def test_a_refused_single_run_leaves_no_directory_behind(tmp_path):
+    # Checked before Hydra creates the run directory, so the aggregation finds no "failed" run for a typo.
+    for override, message in (("seed=-1", "error: seed=-1 is not allowed"),
+                              # what Hydra's own error for a misspelled key suggests: a key nothing would read
+                              ("+train.stpes=20", "error: train.stpes is not a config key")):
+        proc = run_cli("experiment=smoke", override, f"hydra.run.dir={tmp_path / 'run'}", check=False)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+        assert not (tmp_path / "run").exists()
+
+
 def test_a_job_refused_in_another_runs_directory_leaves_that_run_as_it_was(tmp_path):
     run_cli("experiment=smoke", f"hydra.run.dir={tmp_path}")
     hydra_dir = tmp_path / ".hydra"

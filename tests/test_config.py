@@ -122,3 +122,7 @@ def test_unknown_choices_are_rejected_at_composition_with_the_allowed_values(ove
 def test_unknown_keys_are_rejected():
     with pytest.raises(ConfigCompositionException):
         compose_config("train.stepz=5")
+    # Hydra's error suggests '+train.stepz=5', which adds the key past the schema: refused before any work
+    for override, key in (("+train.stepz=5", "train.stepz"), ("+lr=0.1", "lr")):
+        with pytest.raises(ConfigError, match=f"{key} is not a config key .*allowed: "):
+            validate(compose_config(override))

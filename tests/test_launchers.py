@@ -240,3 +240,12 @@ def test_a_packed_sweep_with_a_bad_job_is_refused_before_anything_is_submitted(m
     with pytest.raises(SystemExit):
         launcher.launch([["experiment=smoke", "curriculum=single", f"task.m={m}"] for m in (1, 9)], 0)
     assert "job #1 (experiment=smoke curriculum=single task.m=9): task.m=9" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("pack_size", [1, 2])
+def test_a_sweep_says_it_is_composing_its_jobs_before_the_wait(tmp_path, capsys, pack_size):
+    launcher = launcher_for("experiment=smoke", f"hydra.launcher.pack_size={pack_size}", f"hydra.sweep.dir={tmp_path}")
+    with pytest.raises(SystemExit):  # the second job is refused: nothing trains
+        launcher.launch([["seed=0"], ["seed=-1"]], 0)
+    captured = capsys.readouterr()
+    assert "composing and validating the 2 jobs of the sweep before starting any" in captured.out + captured.err

@@ -217,6 +217,7 @@ def test_a_stop_signal_to_a_local_run_checkpoints_it_and_the_same_command_resume
     stopped_at = status["checkpoint_step"]
     assert status["state"] == "interrupted" and 0 < stopped_at == status["last_step"] < 600, status
     assert f"stopped on {sig.name} with a checkpoint" in output and "Traceback" not in output
+    assert f"the same command with hydra.run.dir={split} resumes it" in output and "hydra.sweep.dir" not in output
 
     subprocess.run(command(split), cwd=REPO_ROOT, env=env, check=True, capture_output=True)
     status = read_status(split)

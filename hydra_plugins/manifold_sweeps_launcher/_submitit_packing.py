@@ -16,7 +16,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, setup_globals
 
 from manifold_sweeps.launch.packs import (
-    Job, compose_jobs, in_sweep_order, plan_packs, refusal_ends_the_command, run_pack_jobs, sweep_jobs, validate_sweep,
+    Job, compose_jobs, compose_sweep, in_sweep_order, plan_packs, refusal_ends_the_command, run_pack_jobs, sweep_jobs, validate_sweep,
 )
 
 
@@ -34,7 +34,7 @@ class SubmititPacking:
             return self.submit(job_overrides, initial_job_idx)
         jobs = sweep_jobs(job_overrides, initial_job_idx)
         with refusal_ends_the_command():
-            packs = plan_packs(jobs, compose_jobs(self.hydra_context, self.config, jobs), self.pack_size)
+            packs = plan_packs(jobs, compose_sweep(self.hydra_context, self.config, jobs), self.pack_size)
         self.packs = [[jobs[i] for i in pack] for pack in packs]
         labels = [[f"pack of {len(pack)}:", *(f"#{job.num}" for job in pack)] for pack in self.packs]
         return in_sweep_order(packs, self.submit(labels, 0))

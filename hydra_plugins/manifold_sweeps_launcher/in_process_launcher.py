@@ -21,7 +21,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 
 from manifold_sweeps.launch.packs import (
-    check_pack_size, compose_jobs, in_sweep_order, plan_packs, refusal_ends_the_command, run_pack_jobs, sweep_jobs,
+    check_pack_size, compose_sweep, in_sweep_order, plan_packs, refusal_ends_the_command, run_pack_jobs, sweep_jobs,
     validate_sweep,
 )
 
@@ -53,7 +53,7 @@ class InProcessLauncher(HydraBasicLauncher):
             return self._launch_one_by_one(job_overrides, initial_job_idx)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         jobs = sweep_jobs(job_overrides, initial_job_idx)
-        configs = compose_jobs(self.hydra_context, self.config, jobs)
+        configs = compose_sweep(self.hydra_context, self.config, jobs)
         with refusal_ends_the_command():
             packs = plan_packs(jobs, configs, self.pack_size)
         log.info(f"Launching {len(jobs)} jobs locally, {len(packs)} pack(s) one after another")

@@ -1,15 +1,16 @@
 """Range checks on a composed config, run before any work starts.
 
-The schema already rejects unknown keys, wrong types and Enum values outside their members. This
-module checks what types cannot: ranges, divisibility, and whether the markers fit in the sequence.
+The schema already rejects unknown keys, wrong types and Enum values outside their members, but
+for keys added with Hydra's `+`, which this module refuses too. It checks what types cannot: ranges, divisibility, and whether the markers fit in the sequence.
 Every message names the key, the bad value and what is allowed.
 """
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ..task.layout import TokenLayout, _name
+from .schema import Config
 
 
 FLOAT32_MAX = 3.4028234663852886e38
@@ -32,8 +33,21 @@ def _positive(cfg: DictConfig, key: str, kind=int) -> None:
         _fail(key, value, f"a positive {'integer' if kind is int else 'number'}")
 
 
+def _refuse_unknown_keys(cfg: DictConfig, schema: DictConfig, prefix: str = "") -> None:
+    """Hydra's `+key=value` (which its own error for a misspelled key suggests) adds a key past the
+    schema, and nothing would ever read it: a run that silently ignores what the user asked for."""
+    for key in cfg:
+        if key not in schema:
+            allowed = ", ".join(prefix + str(k) for k in schema)
+            raise ConfigError(f"{prefix}{key} is not a config key (added with '+'?), so nothing would read it; "
+                              f"allowed: {allowed}")
+        if isinstance(cfg[key], DictConfig) and isinstance(schema[key], DictConfig):
+            _refuse_unknown_keys(cfg[key], schema[key], f"{prefix}{key}.")
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first bad key; return None when the config is usable."""
+    _refuse_unknown_keys(cfg, OmegaConf.structured(Config))
     task, model, opt, cur, train = cfg.task, cfg.model, cfg.optimizer, cfg.curriculum, cfg.train
 
     for key in ("train.steps", "train.batch_size", "train.snapshot_every", "train.eval_every",

@@ -28,6 +28,8 @@ from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -363,8 +365,7 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
                         run.status.update(state="interrupted", last_step=step, wall_time_s=_wall(run, t_start))
                 # Paths inside the text, not as arguments: a line naming a run as an argument goes to that
                 # run's log alone (launch/pack_logs.py), and this one is about the whole pack.
-                log.warning(f"stop requested: checkpointed at step {step}; the same command with hydra.run.dir="
-                            f"{runs[0].dir} (a sweep: hydra.sweep.dir={runs[0].dir.parent}) resumes it")
+                log.warning(f"stop requested: checkpointed at step {step}; {_resume_hint(runs[0].dir)}")
                 break
             # --- snapshot and evaluation ----------------------------------------------------------
             if step in planned_set:
@@ -460,6 +461,15 @@ def forward_backward_eager(model: Transformer, tokens: torch.Tensor, labels: tor
     # Summing over runs gives each run exactly its own gradient: runs share no weights.
     losses.sum().backward()
     return losses.detach()
+
+
+def _resume_hint(run_dir: Path) -> str:
+    """How to resume: a new launch would get a new timestamped directory and start from scratch."""
+    if not HydraConfig.initialized():
+        return f"training into {run_dir} again resumes it"
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        return f"the same command with hydra.sweep.dir={run_dir.parent} resumes it"
+    return f"the same command with hydra.run.dir={run_dir} resumes it"
 
 
 def _progress_extra(runs: list[Run], loss_sum: torch.Tensor, loss_count: int) -> str:
