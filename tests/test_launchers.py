@@ -87,6 +87,19 @@ def test_the_default_launcher_starts_nothing_unless_every_job_is_valid(tmp_path,
     assert ran == [] and not (tmp_path / "sweep").exists()
 
 
+def test_the_default_launcher_starts_nothing_when_jobs_differ_only_in_keys_none_of_them_reads(tmp_path, capsys):
+    ran = []
+    launcher = launcher_for("experiment=smoke", f"hydra.sweep.dir={tmp_path / 'sweep'}", task_function=ran.append)
+    with pytest.raises(SystemExit) as info:  # as Hydra hands out `-m curriculum=single 'curriculum.ms=[1],[1,2]'`
+        launcher.launch([["curriculum=single", f"curriculum.ms={ms}"] for ms in ("[1]", "[1,2]")], 0)
+    assert info.value.code == 2
+    assert capsys.readouterr().err.startswith(
+        "error: 2 of 2 jobs differ only in curriculum.ms [[1], [1, 2]] (e.g. #0 (curriculum=single curriculum.ms=[1]) "
+        "and #1 (curriculum=single curriculum.ms=[1,2])), which curriculum=single does not read (it trains task.m): "
+        "they would train identical runs; nothing was started.")
+    assert ran == [] and not (tmp_path / "sweep").exists()
+
+
 def test_the_slurm_preset_asks_for_one_gpu_and_requeues_and_every_field_can_be_overridden():
     launcher = compose_hydra("hydra/launcher=slurm").hydra.launcher
     assert launcher._target_ == "hydra_plugins.manifold_sweeps_launcher.slurm_launcher.SlurmLauncher"

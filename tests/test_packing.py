@@ -61,6 +61,74 @@ def test_a_sweep_over_task_m_under_a_curriculum_that_does_not_read_it_is_refused
         plan_packs(mixed_ms, sweep_configs(mixed_ms), 2)
 
 
+def sweep(*variants: str, shared: tuple[str, ...] = ()) -> list[Job]:
+    """One job per variant (space-separated overrides), each with the shared overrides after it."""
+    return [Job(i, (*variant.split(), *shared)) for i, variant in enumerate(variants)]
+
+
+def test_a_sweep_over_curriculum_ms_under_curriculum_single_is_refused():
+    jobs = sweep("curriculum.ms=[1]", "curriculum.ms=[1,2]", shared=("curriculum=single",))
+    with pytest.raises(ConfigError, match=r"^2 of 2 jobs differ only in curriculum.ms \[\[1\], \[1, 2\]\] "
+                                          r"\(e.g. #0 .* and #1 .*\), which curriculum=single does not read \(it "
+                                          r"trains task.m\): they would train identical runs; nothing was started. "
+                                          r"Sweep task.m instead"):
+        plan_packs(jobs, sweep_configs(jobs), 2)
+
+
+@pytest.mark.parametrize("key, values", [("eta", ("1e-3", "1e-2")), ("samples", ("3", "9")),
+                                         ("save_deltas", ("median", "none")), ("precision", ("float32", "float64"))])
+def test_a_sweep_over_commutator_settings_with_commutators_off_is_refused(key, values):
+    jobs = sweep(*(f"commutator.{key}={v}" for v in values), shared=("commutator.every=0",))
+    with pytest.raises(ConfigError, match=rf"^2 of 2 jobs differ only in commutator.{key} .*which commutator.every=0 "
+                                          r"does not read \(it measures no commutators\).*Set commutator.every > 0"):
+        plan_packs(jobs, sweep_configs(jobs), 2)
+
+
+@pytest.mark.parametrize("variants, shared, unread_by", [
+    (("curriculum.steps_per_stage=5", "curriculum.steps_per_stage=10"), ("curriculum=mixed",), "curriculum=mixed"),
+    (("curriculum.reset_optimizer=true", "curriculum.reset_optimizer=false"), ("curriculum=single",),
+     "curriculum=single"),
+    (("optimizer.momentum=0.0", "optimizer.momentum=0.9"), ("optimizer=adamw",), "optimizer=adamw"),
+    (("optimizer.betas=[0.9,0.999]", "optimizer.betas=[0.8,0.99]"), ("optimizer=sgd",), "optimizer=sgd"),
+    (("optimizer.eps=1e-8", "optimizer.eps=1e-6"), ("optimizer=sgd",), "optimizer=sgd"),
+    (("probe.checkpoint_fractions=[0.5]", "probe.checkpoint_fractions=[1.0]"), ("probe.checkpoint_steps=[20]",),
+     r"probe.checkpoint_steps=\[20\]"),
+], ids=["steps_per_stage", "reset_optimizer", "momentum", "betas", "eps", "checkpoint_fractions"])
+def test_a_sweep_over_another_key_that_the_jobs_settings_leave_unread_is_refused(variants, shared, unread_by):
+    jobs = sweep(*variants, shared=shared)
+    key = variants[0].split("=")[0]
+    with pytest.raises(ConfigError, match=rf"^2 of 2 jobs differ only in {key} .*which {unread_by} does not read "
+                                          r".*they would train identical runs; nothing was started"):
+        plan_packs(jobs, sweep_configs(jobs), 2)
+
+
+def test_unread_keys_swept_together_are_named_together_and_each_reason_is_given():
+    jobs = sweep("commutator.eta=1e-3 curriculum.ms=[1]", "commutator.eta=1e-2 curriculum.ms=[2]",
+                 shared=("curriculum=single", "commutator.every=0"))
+    with pytest.raises(ConfigError, match=r"differ only in curriculum.ms \[\[1\], \[2\]\]; commutator.eta "
+                                          r"\[0.001, 0.01\] .*which curriculum=single does not read .* and "
+                                          r"commutator.every=0 does not read"):
+        plan_packs(jobs, sweep_configs(jobs), 2)
+
+
+@pytest.mark.parametrize("variants, shared", [
+    (("curriculum.ms=[1]", "curriculum.ms=[1,2]"), ("curriculum=mixed",)),
+    (("curriculum.ms=[1]", "curriculum.ms=[1,2]"), ("curriculum=sequential",)),
+    (("curriculum.steps_per_stage=5", "curriculum.steps_per_stage=10"), ("curriculum=sequential",)),
+    (("commutator.eta=1e-3", "commutator.eta=1e-2"), ("commutator.every=10",)),
+    (("commutator.every=0", "commutator.every=10"), ()),
+    (("optimizer.momentum=0.0", "optimizer.momentum=0.9"), ("optimizer=sgd",)),
+    (("optimizer.betas=[0.9,0.999]", "optimizer.betas=[0.8,0.99]"), ("optimizer=adamw",)),
+    (("probe.checkpoint_fractions=[0.5]", "probe.checkpoint_fractions=[1.0]"), ()),
+    (("probe.sae_l1=0.5", "probe.sae_l1=1.0"), ()),  # read by the probe stage, not by training
+    (("optimizer=sgd optimizer.eps=1e-6", "optimizer=adamw optimizer.eps=1e-8"), ()),  # one reads eps
+], ids=["ms-mixed", "ms-sequential", "steps_per_stage-sequential", "commutator-on", "commutator.every",
+        "momentum-sgd", "betas-adamw", "checkpoint_fractions", "probe-stage-key", "optimizers"])
+def test_a_sweep_over_keys_that_its_jobs_read_is_not_refused(variants, shared):
+    jobs = sweep(*variants, shared=shared)
+    assert sorted(i for pack in plan_packs(jobs, sweep_configs(jobs), 2) for i in pack) == [0, 1]
+
+
 def test_packs_index_the_jobs_and_their_returns_come_back_in_sweep_order():
     jobs = [Job(i, (f"seed={i % 3}", f"model.d_model={16 * (1 + i // 3)}")) for i in range(6)]
     packs = plan_packs(jobs, sweep_configs(jobs), 2)

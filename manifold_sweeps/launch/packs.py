@@ -21,7 +21,7 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from hydra.core.utils import JobReturn, JobStatus, env_override, filter_overrides, run_job
 from hydra.types import HydraContext
@@ -29,8 +29,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from ..config.validation import ConfigError, validate
 from ..training.identity import other_run_refusal, recorded_config
-from ..task.layout import _name
-from ..training.packing import PER_RUN_KEYS, flatten, form_packs
+from ..training.packing import PER_RUN_KEYS, _under, flatten, form_packs
 from .pack_logs import pack_logs
 
 log = logging.getLogger(__name__)
@@ -93,8 +92,9 @@ def job_dir(sweep_config: DictConfig) -> Path:
 def validate_jobs(jobs: list[Job], sweep_configs: list[DictConfig]) -> list[DictConfig]:
     """Every job's task config, once all are valid and none would land in a directory holding a run
     of another config (a relaunch after `conf/` changed, or with an override its directory name
-    leaves out); else one ConfigError naming each bad job, before any job starts, so that Hydra
-    has not yet rewritten any run's `.hydra/` files."""
+    leaves out), and no two differ only in keys neither reads (UNREAD_KEYS); else one ConfigError
+    naming each bad job, before any job starts, so that Hydra has not yet rewritten any run's
+    `.hydra/` files."""
     cfgs = [task_config(c) for c in sweep_configs]
     errors = []
     for job, cfg, sweep_config in zip(jobs, cfgs, sweep_configs):
@@ -107,31 +107,83 @@ def validate_jobs(jobs: list[Job], sweep_configs: list[DictConfig]) -> list[Dict
         if other_run_refusal(cfg, run_dir, None):  # the run's recorded config only then: it names the keys
             errors.append(f"  job {job.describe()}: {other_run_refusal(cfg, run_dir, recorded_config(run_dir))}")
     if not errors:
-        _refuse_unread_m_sweeps(jobs, cfgs)
+        _refuse_unread_key_sweeps(jobs, cfgs)
     if errors:
         raise ConfigError(f"{len(errors)} of {len(jobs)} jobs cannot run; nothing was started:\n"
                           + "\n".join(errors))
     return cfgs
 
 
-def _refuse_unread_m_sweeps(jobs: list[Job], cfgs: list[DictConfig]) -> None:
-    """Refuse jobs that differ only in task.m under a curriculum that does not read it (mixed and
-    sequential train curriculum.ms): they would train identical runs under different names."""
+@dataclass(frozen=True)
+class UnreadKeys:
+    """Keys (dotted, or prefixes of keys) that no run reads while its value of `by` makes `unread`
+    true; `by` itself always counts as read, so a prefix may cover it."""
+
+    keys: tuple[str, ...]
+    by: str
+    unread: Callable[[object], bool]
+    why: str  # why that setting leaves the keys unread
+    instead: str  # what to sweep instead
+
+    def covers(self, key: str) -> bool:
+        return key != self.by and _under(key, self.keys)
+
+    def setting(self, flat: dict[str, object]) -> str:
+        value = flat[self.by]
+        return f"{GROUP_CHOICES.get(self.by, self.by)}={value if isinstance(value, str) else json.dumps(value)}"
+
+
+# The key that picks a config group's option is named after the group: curriculum=mixed.
+GROUP_CHOICES = {"curriculum.kind": "curriculum", "optimizer.name": "optimizer"}
+
+# What training cannot see (task/curriculum.py, training/optimizers.py, training/loop.py,
+# rundir/model_checkpoints.py): a sweep over these alone trains the same run under several names.
+# probe.* keys other than checkpoint_* are not here: the probe stage reads them (is_probe_stage_key).
+UNREAD_KEYS = (
+    UnreadKeys(("task.m",), "curriculum.kind", lambda kind: kind != "single", "it trains curriculum.ms",
+               "Add curriculum=single, or sweep curriculum.ms instead"),
+    UnreadKeys(("curriculum.ms",), "curriculum.kind", lambda kind: kind == "single", "it trains task.m",
+               "Sweep task.m instead, or add curriculum=mixed or curriculum=sequential"),
+    UnreadKeys(("curriculum.steps_per_stage", "curriculum.reset_optimizer"), "curriculum.kind",
+               lambda kind: kind != "sequential", "only curriculum=sequential has stages",
+               "Add curriculum=sequential to sweep the stages"),
+    UnreadKeys(("commutator",), "commutator.every", lambda every: every == 0, "it measures no commutators",
+               "Set commutator.every > 0 to sweep the commutator settings"),
+    UnreadKeys(("optimizer.momentum",), "optimizer.name", lambda name: name != "sgd", "only sgd has momentum",
+               "Add optimizer=sgd to sweep optimizer.momentum"),
+    UnreadKeys(("optimizer.betas", "optimizer.eps"), "optimizer.name", lambda name: name != "adamw",
+               "only adamw has betas and eps", "Add optimizer=adamw to sweep optimizer.betas and optimizer.eps"),
+    UnreadKeys(("probe.checkpoint_fractions",), "probe.checkpoint_steps", lambda steps: steps is not None,
+               "explicit steps replace the fractions",
+               "Sweep probe.checkpoint_steps, or set it to null to sweep the fractions"),
+)
+
+
+def _refuse_unread_key_sweeps(jobs: list[Job], cfgs: list[DictConfig]) -> None:
+    """Refuse jobs that differ only in keys none of them reads (UNREAD_KEYS): they would train
+    identical runs under different names, which the aggregation would then split into conditions."""
+    flats = [flatten(cfg) for cfg in cfgs]
     groups: dict[str, list[int]] = {}
-    for i, cfg in enumerate(cfgs):
-        if _name(cfg.curriculum.kind) != "single":
-            rest = {k: v for k, v in flatten(cfg).items() if k != "task.m"}
-            groups.setdefault(json.dumps(rest, sort_keys=True, default=str), []).append(i)
-    repeated = [members for members in groups.values() if len({int(cfgs[i].task.m) for i in members}) > 1]
-    if repeated:
-        first = repeated[0]
-        kind = _name(cfgs[first[0]].curriculum.kind)
-        raise ConfigError(
-            f"{sum(map(len, repeated))} of {len(jobs)} jobs differ only in task.m "
-            f"{sorted({int(cfgs[i].task.m) for i in first})} (e.g. {jobs[first[0]].describe()}), which "
-            f"curriculum={kind} does not read (it trains curriculum.ms): they would train identical runs; nothing "
-            "was started. Add curriculum=single, or sweep curriculum.ms instead"
-        )
+    for i, flat in enumerate(flats):
+        rules = [rule for rule in UNREAD_KEYS if rule.unread(flat[rule.by])]
+        read = {k: v for k, v in flat.items() if not any(rule.covers(k) for rule in rules)}
+        groups.setdefault(json.dumps(read, sort_keys=True, default=str), []).append(i)
+    text = [{k: json.dumps(v, default=str) for k, v in flat.items()} for flat in flats]
+    differing = [(members, [k for k in text[members[0]] if len({text[i][k] for i in members}) > 1])
+                 for members in groups.values()]
+    repeated = [(members, keys) for members, keys in differing if keys]
+    if not repeated:
+        return
+    first, keys = repeated[0]
+    values = "; ".join(f"{k} [{', '.join(dict.fromkeys(text[i][k] for i in first))}]" for k in keys)
+    # a group shares every deciding key, so its first job says which rules left these keys unread
+    rules = [rule for rule in UNREAD_KEYS if rule.unread(flats[first[0]][rule.by]) and any(map(rule.covers, keys))]
+    which = " and ".join(f"{rule.setting(flats[first[0]])} does not read ({rule.why})" for rule in rules)
+    raise ConfigError(
+        f"{sum(len(members) for members, _ in repeated)} of {len(jobs)} jobs differ only in {values} "
+        f"(e.g. {jobs[first[0]].describe()} and {jobs[first[1]].describe()}), which {which}: they would train "
+        f"identical runs; nothing was started. {'. '.join(dict.fromkeys(rule.instead for rule in rules))}"
+    )
 
 
 @contextlib.contextmanager
