@@ -565,6 +565,47 @@ def test_probes_on_request_become_tables_and_the_report_draws_them(tmp_path):
     assert (tmp_path / "sweep" / "report" / "figures" / "fig10_sae_ablation.png").exists()
 
 
+@pytest.mark.slow
+def test_a_run_reprobed_with_other_probe_settings_is_summarised_and_judged_apart(tmp_path):
+    """Reviewer's case: one run of three re-probed with probe.sae_l1=0.5 was averaged with the two probed
+    with 1.0 into "3 seed(s)"."""
+    from manifold_sweeps.probes import probe_run, sae_execution_claim
+    from manifold_sweeps.report import claims
+    from manifold_sweeps.report.__main__ import load_tables
+    from manifold_sweeps.report.data import ReportData
+    from manifold_sweeps.training.loop import train
+
+    from .conftest import compose_config
+
+    sweep = tmp_path / "sweep"
+    for seed in (0, 1, 2):
+        train(compose_config("experiment=smoke", f"seed={seed}"), sweep / f"seed={seed}")
+    aggregate([sweep], quiet(probes=True))
+    assert probe_run(sweep / "seed=2", ["probe.sae_l1=0.5"]).state == "probed"
+    tables = aggregate([sweep], quiet(probes=True)).tables
+    summary = tables["sae_probe_summary"]
+    assert sorted(summary["n_seeds"].unique()) == [1, 2]
+    evidence = sae_execution_claim(summary)["evidence"]
+    assert "2 seed(s)" in evidence and "1 seed(s)" in evidence and "3 seed(s)" not in evidence
+
+    settings = tables["sae_probes"].groupby("run_id")["probe_settings"].unique()
+    assert [len(s) for s in settings] == [1, 1, 1]
+    assert "sae_l1=1.0" in settings["seed=0"][0] and settings["seed=0"][0] == settings["seed=1"][0]
+    assert "sae_l1=0.5" in settings["seed=2"][0] and "device" not in settings["seed=2"][0]
+    assert summary.groupby("probe_settings")["n_seeds"].unique().map(list).to_dict() == {
+        settings["seed=0"][0]: [2], settings["seed=2"][0]: [1]}
+    assert load_table(sweep / "tables", "sae_probe_summary")["probe_settings"].nunique() == 2
+
+    assert "runs probed with 2 different settings (sae_l1=0.5; sae_l1=1.0)" in evidence
+    assert evidence.count("probe sae_l1=1.0, step") == 2 and evidence.count("probe sae_l1=0.5, step") == 2
+    # the report's claim 11 reads the aggregated sae_probes table the same way
+    runs = tables["runs"]
+    data = ReportData(runs, condition_columns(runs[runs["state"] == "completed"]), load_tables(sweep / "tables"))
+    verdict = claims.sae_does_not_isolate_execution(data)
+    assert "probe sae_l1=0.5" in verdict.evidence and "3 seed(s)" not in verdict.evidence
+    assert "never averaged" in verdict.rule
+
+
 def test_reductions_run_blas_and_torch_single_threaded_and_restore_torch_threads(tmp_path, monkeypatch):
     """Two workers' torch threads on two cores spin against each other (the 9-run demo sweep took
     133 s instead of 8 s): every reduction runs with one thread, and the caller's setting comes back."""

@@ -335,6 +335,59 @@ def test_the_figure_shows_every_checkpoint_and_ablation_with_sd_over_seeds(tmp_p
         plot_sae_ablation(rows, latent_group="m")
 
 
+def test_runs_probed_with_other_settings_are_never_averaged_together():
+    """Two runs probed with probe.sae_l1=1.0, one re-probed with 0.5: pooled, the mean drop (0.04) would
+    support the claim; apart, the re-probed run's drop of 0.12 refutes it."""
+    default, reprobed = "layer=0, sae_l1=1.0, sae_steps=1000", "layer=0, sae_l1=0.5, sae_steps=1000"
+    rows = pd.concat([fake_rows("a", 0, 0.0).assign(probe_settings=default),
+                      fake_rows("b", 1, 0.0).assign(probe_settings=default),
+                      fake_rows("c", 2, 0.12).assign(probe_settings=reprobed)])
+    summary = sae_probe_summary(rows, pd.DataFrame({"run_id": ["a", "b", "c"], "seed": [0, 1, 2]}), [])
+    result = sae_execution_claim(summary)
+    assert result["verdict"] == NOT_SUPPORTED
+    assert sorted(summary.n_seeds.unique()) == [1, 2]
+    ablated = summary[(summary.ablation == "zero_selected") & (summary.step == 8) & (summary.m == 1)]
+    ablated = ablated.set_index("probe_settings")
+    assert ablated.loc[default, "n_seeds"] == 2 and ablated.loc[default, "accuracy_drop_mean"] == pytest.approx(0.0)
+    assert ablated.loc[reprobed, "n_seeds"] == 1 and ablated.loc[reprobed, "accuracy_drop_mean"] == pytest.approx(0.12)
+    assert len(summary) == 2 * 3 * 4 * 2  # settings x steps x (group, ablation) x m
+
+    evidence = result["evidence"]
+    assert "runs probed with 2 different settings (sae_l1=0.5; sae_l1=1.0)" in evidence
+    assert "- probe sae_l1=1.0, step 8 (40%), 2 seed(s)" in evidence
+    assert "- probe sae_l1=0.5, step 8 (40%), 1 seed(s)" in evidence and "3 seed(s)" not in evidence
+    # one settings: named once in full, not on every line
+    alone = sae_execution_claim(summary[summary.probe_settings == default])
+    assert alone["verdict"] == SUPPORTED and f"probe settings: {default}" in alone["evidence"]
+    assert "- step 8 (40%), 2 seed(s)" in alone["evidence"]
+
+
+def test_the_figure_draws_each_probe_setting_apart():
+    from manifold_sweeps.probes.figure import plot_sae_ablation
+
+    rows = pd.concat([fake_rows("a", 0, 0.1).assign(probe_settings="sae_l1=1.0"),
+                      fake_rows("b", 1, 0.3).assign(probe_settings="sae_l1=0.5")])
+    grid = plot_sae_ablation(rows)
+    assert grid.axes.shape == (2, 1)
+    titles = [ax.get_title() for ax in grid.axes.flat]
+    for ax, title in zip(grid.axes.flat, titles):
+        ablated = 0.9 if "sae_l1=1.0" in title else 0.7  # each run's own value, not their mean 0.8
+        heights = [round(p.get_height(), 6) for p in ax.patches if p.get_height() > 0]
+        assert heights.count(ablated) == 3
+    assert sorted(t.split("sae_l1=")[1] for t in titles) == ["0.5", "1.0"]
+
+
+def test_probe_settings_text_leaves_out_where_and_which_checkpoints():
+    from manifold_sweeps.probes.tables import probe_settings_text, settings_labels
+
+    meta = {"probe": {"sae_l1": 0.5, "layer": 0, "device": "cuda", "checkpoint_fractions": [0.5, 1.0],
+                      "checkpoint_steps": None}}
+    assert probe_settings_text(meta) == "layer=0, sae_l1=0.5"
+    assert probe_settings_text({"format": 1}) is None
+    labels = settings_labels(pd.Series(["layer=0, sae_l1=0.5", "layer=0, sae_l1=1.0", None], dtype="string"))
+    assert list(labels) == ["sae_l1=0.5", "sae_l1=1.0", "unknown"]
+
+
 # --- the probe stage end to end ------------------------------------------------------------------------
 
 

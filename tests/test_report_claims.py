@@ -1,5 +1,6 @@
 """The claims' verdicts follow from the tables: each claim on tables built to make it true, false, and untestable."""
 
+import pandas as pd
 import pytest
 
 from manifold_sweeps.report import claims
@@ -232,6 +233,37 @@ def test_forgetting_claim_is_not_tested_without_mixed_runs_or_learning():
 def test_sae_claim_is_not_tested_without_probe_results():
     verdict = claims.sae_does_not_isolate_execution(full_sweep())
     assert verdict.outcome is NOT_TESTED and "manifold_sweeps.probes" in verdict.needed
+
+
+def sae_probes_table(runs, drop, settings):
+    """sae_probes rows of a model at 100% accuracy, drop(run) when the task latents are zeroed."""
+    rows = []
+    for _, run in runs.iterrows():
+        for step in (100, 1000):
+            for ablation, group, accuracy in (("clean", "none", 1.0), ("reconstruction", "none", 1.0),
+                                              ("zero_selected", "all_task", 1.0 - drop(run)),
+                                              ("zero_random", "all_task", 1.0)):
+                rows.append({"run_id": run["run_id"], "probe_settings": settings(run), "seed": run["seed"],
+                             "step": step, "checkpoint_fraction": step / 1000, "layer": 0, "m": 2,
+                             "latent_group": group, "ablation": ablation, "n_ablated": 6, "accuracy": accuracy,
+                             "accuracy_drop": 1.0 - accuracy, "sae_r2": 0.9, "sae_l0": 10.0, "sae_dead_latents": 0})
+    return pd.DataFrame(rows)
+
+
+def test_sae_claim_decides_each_probe_setting_apart():
+    runs = runs_table([{}], seeds=(0, 1, 2))
+    # seed 2 re-probed with probe.sae_l1=0.5
+    probes = sae_probes_table(runs, lambda run: 0.12 if run["seed"] == 2 else 0.0,
+                              lambda run: "sae_l1=0.5" if run["seed"] == 2 else "sae_l1=1.0")
+    verdict = claims.sae_does_not_isolate_execution(report_data(runs, sae_probes=probes))
+    # pooled, the mean drop of 0.04 would support it
+    assert verdict.outcome is NOT_SUPPORTED, verdict
+    assert "probe sae_l1=1.0, step 1000 (100%), 2 seed(s)" in verdict.evidence
+    assert "probe sae_l1=0.5, step 1000 (100%), 1 seed(s)" in verdict.evidence
+    assert "3 seed(s)" not in verdict.evidence and "decided on separately" in verdict.rule
+    same = sae_probes_table(runs, lambda run: 0.0, lambda run: "sae_l1=1.0")
+    verdict = claims.sae_does_not_isolate_execution(report_data(runs, sae_probes=same))
+    assert verdict.outcome is SUPPORTED and "3 seed(s)" in verdict.evidence
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,8 @@
 Every aggregation reads the probe results a run already has (written by `python -m
 manifold_sweeps.probes`); with `--probes` it first probes each run whose results are missing or
 stale (the probe stage's own check), which trains SAEs. The two are separate reducers so that their
-cached results never stand in for each other.
+cached results never stand in for each other. Each row carries the probe-stage settings of its run's
+probe.json (`probe_settings`), so that the summary never averages runs probed with other settings.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 from ..config.schema import AggregateConfig
-from ..probes.stage import META_FILE, sae_probe_rows
-from ..probes.tables import LATENTS_FILE, PROBE_COLUMNS, PROBES_DIR, PROBES_FILE, load_sae_probes, sae_probe_summary
+from ..probes.stage import sae_probe_rows
+from ..probes.tables import (LATENTS_FILE, META_FILE, PROBE_COLUMNS, PROBES_DIR, PROBES_FILE, load_sae_probes,
+                             sae_probe_summary)
 from .reducers import Reducer, RunOutput, Summary
 from .runs import condition_columns
 
@@ -44,6 +46,7 @@ def build_summary(tables: dict[str, pd.DataFrame], arrays, cfg: AggregateConfig)
 
 INPUTS = (os.path.join(PROBES_DIR, PROBES_FILE), os.path.join(PROBES_DIR, LATENTS_FILE),
           os.path.join(PROBES_DIR, META_FILE))
-READ = Reducer(name=NAME, version=1, inputs=INPUTS, tables={NAME: COLUMNS}, reduce=read_run)
-PROBE = Reducer(name=f"{NAME}_probed", version=1, inputs=INPUTS, tables={NAME: COLUMNS}, reduce=probe_run)
+# Version 2 added probe_settings: cached rows without it are read again.
+READ = Reducer(name=NAME, version=2, inputs=INPUTS, tables={NAME: COLUMNS}, reduce=read_run)
+PROBE = Reducer(name=f"{NAME}_probed", version=2, inputs=INPUTS, tables={NAME: COLUMNS}, reduce=probe_run)
 SUMMARY = Summary(name="sae_probe_summary", build=build_summary)

@@ -30,11 +30,11 @@ from ..rundir.status import STATUS_FILE, read_status
 from ..training.device import resolve_device
 from ..training.packing import TRAINING_PROBE_KEYS
 from .probe import datasets, probe_checkpoint
-from .tables import LATENT_COLUMNS, LATENTS_FILE, PROBE_COLUMNS, PROBES_DIR, PROBES_FILE, frame, load_sae_probes
+from .tables import (ADDED_ON_LOADING, LATENT_COLUMNS, LATENTS_FILE, META_FILE, PROBE_COLUMNS, PROBES_DIR, PROBES_FILE,
+                     read_meta, frame, load_sae_probes)
 
 log = logging.getLogger(__name__)
 
-META_FILE = "probe.json"
 # The keys this stage reads; TRAINING_PROBE_KEYS (which checkpoints training keeps) are training's.
 PROBE_STAGE_KEYS = tuple(f.name for f in fields(ProbeConfig) if f"probe.{f.name}" not in TRAINING_PROBE_KEYS)
 FORMAT = 1  # bump when the tables' meaning changes: older tables are then recomputed
@@ -108,7 +108,7 @@ def _same_results(saved: dict | None, wanted: dict) -> bool:
 def last_probe_overrides(run_dir: str | os.PathLike) -> list[str]:
     """The probe-stage settings the run's current tables were computed with (probe.json), as
     overrides: [] when it has none of this format. probe.device is left to this machine."""
-    meta = _read_meta(Path(run_dir))
+    meta = read_meta(Path(run_dir))
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("probe"), dict):
         return []
     return [f"probe.{k}={json.dumps(v)}" for k, v in meta["probe"].items() if k in PROBE_STAGE_KEYS and k != "device"]
@@ -122,13 +122,6 @@ def _meta(cfg: DictConfig, steps: list[int]) -> dict:
         "eval": {"examples": int(cfg.train.eval_examples),
                  "ms": None if cfg.train.eval_ms is None else list(cfg.train.eval_ms)},
     }
-
-
-def _read_meta(run_dir: Path) -> dict | None:
-    try:
-        return json.loads((run_dir / PROBES_DIR / META_FILE).read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def probe_run(run_dir: str | os.PathLike, overrides: Iterable[str] = (), force: bool = False) -> Outcome:
@@ -145,7 +138,7 @@ def probe_run(run_dir: str | os.PathLike, overrides: Iterable[str] = (), force: 
     first = load_model_checkpoint(run_dir, steps[0])
     cfg = probe_config(first["config"], overrides)
     meta = _meta(cfg, steps)
-    if not force and _same_results(_read_meta(run_dir), meta):
+    if not force and _same_results(read_meta(run_dir), meta):
         return Outcome(run_dir, "up_to_date")
 
     device = resolve_device(cfg.probe.device, "probe.device")  # before anything of the run's is touched
@@ -175,7 +168,8 @@ def probe_run(run_dir: str | os.PathLike, overrides: Iterable[str] = (), force: 
 
     for name, rows, columns in ((PROBES_FILE, probe_rows, PROBE_COLUMNS), (LATENTS_FILE, latent_rows, LATENT_COLUMNS)):
         with atomic_path(out / name) as tmp:
-            frame(rows, columns).drop(columns="run_id").to_parquet(tmp, index=False)
+            table = frame(rows, columns).drop(columns=[c for c in ADDED_ON_LOADING if c in columns])
+            table.to_parquet(tmp, index=False)
     write_text(out / META_FILE, json.dumps(meta, indent=2) + "\n")
     return Outcome(run_dir, "probed")
 

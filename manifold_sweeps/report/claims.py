@@ -475,7 +475,9 @@ def sae_does_not_isolate_execution(data: ReportData) -> Verdict:
     rule = ("The probe stage's rule (probes/claims.py), at checkpoints where the clean model reaches 90% accuracy and the "
             "SAE reconstruction loses at most 0.05 of it: supported when zeroing the task-correlated latents costs at "
             "most 0.05 accuracy against the reconstruction everywhere; not supported when it costs more, and more than "
-            "zeroing as many random latents does.")
+            "zeroing as many random latents does. Runs probed with different probe settings (a run re-probed with "
+            "probe.sae_l1=0.5) are never averaged together: each settings group is decided on separately, as a "
+            "condition is, and every group counts toward the verdict.")
     if not data.has("sae_probes"):
         return Verdict(claim, source, Outcome.not_tested, "no SAE probe results in this sweep.", rule,
                        "probe the runs: python -m manifold_sweeps.probes SWEEP, or aggregate with --probes")

@@ -18,8 +18,9 @@ def sae_data(data: ReportData) -> pd.DataFrame:
     rows = data.per_run("sae_probes")
     if rows.empty or not ((rows["latent_group"] == LATENT_GROUP) & (rows["ablation"] == "zero_selected")).any():
         return pd.DataFrame()
-    return rows[["condition", "run_id", "seed", "step", "checkpoint_fraction", "m", "latent_group", "ablation",
-                 "accuracy"]].reset_index(drop=True)
+    # reindex: tables aggregated before probe_settings existed lack it (null: one unknown setting).
+    return rows.reindex(columns=["condition", "run_id", "seed", "probe_settings", "step", "checkpoint_fraction", "m",
+                                 "latent_group", "ablation", "accuracy"]).reset_index(drop=True)
 
 
 def plot_sae(data: pd.DataFrame):
@@ -36,7 +37,8 @@ FIGURES = [
         "10", "fig10_sae_ablation", "Ablating task-correlated SAE latents at early, mid and late checkpoints (paper Fig. 6)",
         "Held-out accuracy (mean over m) of the clean model, of the model with the residual stream after the probe layer "
         "replaced by its SAE reconstruction, with the latents that correlate most with the task variables zeroed, and "
-        "with as many random latents zeroed (control). Bars: mean over seeds; whiskers: sd.",
+        "with as many random latents zeroed (control). Bars: mean over seeds; whiskers: sd. Runs probed with different "
+        "probe settings are drawn in separate rows of panels.",
         "no SAE probe results: probe the runs (python -m manifold_sweeps.probes SWEEP, or aggregate with --probes)",
         sae_data, plot_sae,
     ),
