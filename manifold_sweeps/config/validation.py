@@ -1,7 +1,8 @@
 """Range checks on a composed config, run before any work starts.
 
-The schema already rejects unknown keys, wrong types and Enum values outside their members, but
-for keys added with Hydra's `+`, which this module refuses too. It checks what types cannot: ranges, divisibility, and whether the markers fit in the sequence.
+The schema already rejects unknown keys (except those added with Hydra's `+`, refused here), wrong
+types and Enum values outside their members. This module checks what types cannot: ranges,
+divisibility, and whether the markers fit in the sequence.
 Every message names the key, the bad value and what is allowed.
 """
 
