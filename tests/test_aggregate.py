@@ -20,7 +20,7 @@ from manifold_sweeps.bench.aggregation import write_synthetic_sweep
 from manifold_sweeps.config.schema import AggregateConfig, Reference
 from manifold_sweeps.config.validation import ConfigError
 from manifold_sweeps.aggregate.discovery import find_run_dirs
-from manifold_sweeps.aggregate.manifest import read_manifest, stale_reason
+from manifold_sweeps.aggregate.manifest import other_root, read_manifest, stale_reason
 from manifold_sweeps.rundir.status import STALE_AFTER_S, StatusWriter
 from manifold_sweeps.rundir.trajectory import load_trajectory
 from manifold_sweeps.training.packing import config_fingerprint
@@ -271,6 +271,29 @@ def test_the_manifest_records_the_options_the_tables_were_built_with(tmp_path):
     assert manifest["options"] == {"reference": "displacement", "expanding_windows": 10, "sliding_width": 0.2,
                                    "sliding_stride": 0.1, "alignment_k": 2, "probes": False}
     assert manifest["runs"] == 2 and manifest["running"] == []
+    assert manifest["root"] == str(sweep.resolve())
+
+
+def test_an_out_folder_holding_another_sweeps_tables_is_replaced_and_named(tmp_path, capsys):
+    a = make_sweep(tmp_path / "a", n_seeds=1, n_conditions=1)
+    b = make_sweep(tmp_path / "b", n_seeds=2, n_conditions=1)
+    shared = tmp_path / "shared"
+    flags = ["--out", str(shared), "--workers", "1", "--progress-every-s", "3600"]
+    assert main([str(a), *flags]) == 0
+    assert "replacing" not in capsys.readouterr().err
+    assert other_root(shared, a.resolve()) is None and other_root(shared, b.resolve()) == str(a.resolve())
+    assert other_root(tmp_path / "nothing", a.resolve()) is None
+    # Sweeps may share an --out (README): the aggregation replaces the tables, and says whose they were.
+    assert main([str(b), *flags]) == 0
+    assert (f"replacing the tables in {shared}, built from the runs under {a.resolve()}, with those of {b.resolve()}"
+            in capsys.readouterr().err)
+    assert len(load_table(shared, "runs")) == 2 and read_manifest(shared)["root"] == str(b.resolve())
+    # A manifest from before the root was recorded: the runs table's run_dir column tells.
+    manifest = read_manifest(shared)
+    del manifest["root"]
+    (shared / "aggregation.json").write_text(json.dumps(manifest))
+    assert other_root(shared, b.resolve()) is None and other_root(shared, a.resolve()) == str(b.resolve())
+    assert other_root(shared, tmp_path.resolve()) is None  # a folder of sweeps holding b
 
 
 def test_a_run_found_twice_in_a_folder_of_sweeps_is_counted_once(tmp_path):

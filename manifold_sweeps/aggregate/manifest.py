@@ -1,6 +1,9 @@
 """`<tables>/aggregation.json`: what a set of tables was built from.
 
     created_at   when the aggregation began (UTC, ISO 8601), for people
+    root         the aggregation root (the single PATH, or the common parent of several), resolved:
+                 whose tables these are (`other_root`). Older manifests lack it; their runs table's
+                 `run_dir` column then tells
     options      the options that change the tables (reference, windows, alignment_k, probes), so that
                  a rebuild (the report's) reproduces them instead of the defaults
     runs         how many run directories were aggregated
@@ -16,6 +19,8 @@ and their rebuild keeps the options. The report rebuilds the tables when they ar
 removed or changed since, including while the aggregation was reading it, and files copied with
 their old times: `rsync -a` replaces them, new inodes). An aggregation with `--probes` writes into
 the runs it probes, so the next check finds its tables stale once; that rebuild comes from the cache.
+Tables built from another root are not stale but another sweep's (`other_root`): the report refuses
+to rebuild them over unless told to.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import json
 import os
 from pathlib import Path
 
+import pandas as pd
+
 from ..config.schema import AggregateConfig, Reference
 from ..rundir.atomic import write_text
 
@@ -33,9 +40,9 @@ RUN_FOLDERS = ("checkpoints", "probes")  # the folders of a run directory that h
 FORMAT = 1
 
 
-def write_manifest(out: Path, created_at: str, options: dict, signature: str | None, n_runs: int,
+def write_manifest(out: Path, created_at: str, root: Path, options: dict, signature: str | None, n_runs: int,
                    running: list[str]) -> None:
-    payload = {"format": FORMAT, "created_at": created_at, "options": options, "runs": n_runs,
+    payload = {"format": FORMAT, "created_at": created_at, "root": str(root), "options": options, "runs": n_runs,
                "signature": signature, "running": running}
     write_text(Path(out) / MANIFEST_FILE, json.dumps(payload, indent=1) + "\n")
 
@@ -46,6 +53,25 @@ def read_manifest(tables_dir: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return payload if isinstance(payload, dict) and payload.get("format") == FORMAT else None
+
+
+def other_root(tables_dir: Path, root: Path) -> str | None:
+    """The aggregation root of the tables in tables_dir when it is not `root` (resolved); None when it
+    is, or when the folder holds no tables (missing, empty, or a manifest without a root whose runs
+    table lists a run under `root`)."""
+    manifest = read_manifest(tables_dir)
+    if manifest is None:
+        return None
+    if "root" in manifest:
+        return manifest["root"] if Path(manifest["root"]) != Path(root) else None
+    # Older manifests record no root, but the runs table lists each run's resolved directory.
+    try:
+        run_dirs = pd.read_parquet(Path(tables_dir) / "runs.parquet", columns=["run_dir"])["run_dir"].tolist()
+    except (OSError, ValueError, KeyError):
+        return None
+    if not run_dirs or any(Path(d).is_relative_to(root) for d in run_dirs):
+        return None
+    return os.path.commonpath(run_dirs)
 
 
 def config_from_manifest(manifest: dict | None, out: str) -> AggregateConfig:

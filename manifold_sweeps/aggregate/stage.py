@@ -36,7 +36,7 @@ from ..config.schema import AggregateConfig
 from ..config.validation import validate_aggregate
 from .cache import RunCache
 from .discovery import find_run_dirs, run_id
-from .manifest import runs_signature, write_manifest
+from .manifest import other_root, runs_signature, write_manifest
 from .reducers import typed_frame
 from .registry import reducers, summaries
 from .runs import mark_duplicates, read_run, runs_frame
@@ -158,6 +158,9 @@ def aggregate(
     t0, created_at = time.monotonic(), datetime.now(timezone.utc).isoformat(timespec="seconds")
     root, run_dirs = find_run_dirs(paths)
     out = Path(cfg.out) if cfg.out else root / "tables"
+    other = other_root(out, root)
+    if other:  # sweeps may share an --out (README), but say whose tables are being replaced
+        log(f"replacing the tables in {out}, built from the runs under {other}, with those of {root}")
     signature = runs_signature(run_dirs)  # before any run is read
     cache = RunCache(out / CACHE_DIR, result_options(cfg), fresh=cfg.fresh)
     result = AggregationResult(root=root, out=out, tables={})
@@ -217,10 +220,10 @@ def aggregate(
     # A manifest without a signature while the tables are being replaced, the full one after them
     # all: tables left half-written read as stale, and keep their options for the rebuild (manifest.py).
     running = sorted(rid for rid, row in rows.items() if row["state"] == "running")
-    write_manifest(out, created_at, table_options(cfg), None, len(run_dirs), running)
+    write_manifest(out, created_at, root, table_options(cfg), None, len(run_dirs), running)
     for name in sorted(tables, key=lambda name: name == "runs"):
         write_table(out, name, tables[name], csv=name in csv)
-    write_manifest(out, created_at, table_options(cfg), signature, len(run_dirs), running)  # last: it vouches for the tables
+    write_manifest(out, created_at, root, table_options(cfg), signature, len(run_dirs), running)  # last: it vouches for the tables
     pruned = cache.prune(run_dirs)
     if pruned:
         log(f"removed {pruned} cache entries of run directories that no longer exist from {cache.folder}")

@@ -2,8 +2,9 @@
 
 PATH is what the aggregation takes: a sweep directory, a run directory, or a folder of sweeps. The
 tables are rebuilt (python -m manifold_sweeps.aggregate, with the options they were last built with)
-when missing or stale (`aggregate/manifest.py`); the report lands in report/ beside them and the
-path of its index.html is printed.
+when missing or stale (`aggregate/manifest.py`), or on --rebuild; the report lands in report/ beside
+them and the path of its index.html is printed. Tables built from another aggregation root (a
+mistyped --tables naming another sweep's) are refused without --rebuild, before anything is written.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pandas as pd
 
 from ..aggregate import aggregate, condition_columns, load_table
 from ..aggregate.discovery import NoRunsError, find_run_dirs
-from ..aggregate.manifest import config_from_manifest, describe_options, read_manifest, stale_reason
+from ..aggregate.manifest import config_from_manifest, describe_options, other_root, read_manifest, stale_reason
 from .build import build_report
 from .data import ReportData
 
@@ -33,6 +34,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tables", metavar="DIR",
                         help="the aggregation's tables (default: tables/ inside the single PATH, or the common parent)")
     parser.add_argument("--out", metavar="DIR", help="the report folder (default: report/ beside tables/)")
+    parser.add_argument("--rebuild", action="store_true",
+                        help="aggregate PATH into the tables folder even when its tables are up to date, or are "
+                        "another sweep's (which are otherwise refused): they are replaced")
     return parser.parse_args(argv)
 
 
@@ -53,7 +57,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     tables_dir = Path(args.tables) if args.tables else root / "tables"
     out = Path(args.out) if args.out else tables_dir.parent / "report"
-    stale = stale_reason(run_dirs, tables_dir)
+    other = other_root(tables_dir, root)
+    # tables/ inside PATH count as PATH's own whatever they record: a sweep moved or copied with its tables.
+    if other and not args.rebuild and tables_dir.resolve() != root / "tables":
+        print(f"error: the tables in {tables_dir} are those of the runs under {other}, not of PATH's runs under "
+              f"{root}: point --tables at PATH's own tables (default {root / 'tables'}) or at an empty or new "
+              f"folder, or pass --rebuild to replace them with tables of {root}", file=sys.stderr)
+        return 2
+    stale = "are rebuilt on request (--rebuild)" if args.rebuild else stale_reason(run_dirs, tables_dir)
     if stale:
         # With the options the tables were last built with (`make aggregate ARGS=...`), not the defaults.
         cfg = config_from_manifest(read_manifest(tables_dir), str(tables_dir))
