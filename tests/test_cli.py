@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 from manifold_sweeps.rundir.status import read_status
 from manifold_sweeps.rundir.trajectory import load_trajectory
 
-from .conftest import compose_config, run_cli
+from .conftest import run_cli
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,5 @@
 """Run-directory files: atomic writes, the trajectory format, status states."""
 
-import json
 import os
 import socket
 import subprocess

@@ -1,7 +1,6 @@
 """Training end to end, in process: run directory contents, reproducibility, divergence, resume."""
 
 import fcntl
-import json
 import os
 
 import numpy as np
