@@ -262,3 +262,34 @@ def test_a_sweep_says_it_is_composing_its_jobs_before_the_wait(tmp_path, capsys,
         launcher.launch([["seed=0"], ["seed=-1"]], 0)
     captured = capsys.readouterr()
     assert "composing and validating the 2 jobs of the sweep before starting any" in captured.out + captured.err
+
+
+@pytest.mark.parametrize("pack_size", [1, 2])
+def test_a_submitit_job_runs_the_config_composed_at_submission(tmp_path, monkeypatch, pack_size):
+    """Edits to conf/ while jobs wait in the queue must not reach them (nor a requeued job, whose run
+    would then be refused as another config): the job does not compose its config again."""
+    import submitit
+    from hydra.core.singleton import Singleton
+
+    from hydra_plugins.manifold_sweeps_launcher import _submitit_packing
+
+    launcher = launcher_for("hydra/launcher=local", "experiment=smoke", f"hydra.launcher.pack_size={pack_size}",
+                            f"hydra.sweep.dir={tmp_path}")
+    monkeypatch.setattr(type(launcher), "submit", lambda self, entries, first: [])  # no queue: the job is called below
+    launcher.launch([["seed=0"], ["seed=1"]], 0)
+    assert sorted(p.name for p in (tmp_path / ".submitit" / "composed").iterdir()) == ["0.pkl", "1.pkl"]
+
+    loader = type(launcher.hydra_context.config_loader)
+    monkeypatch.setattr(loader, "load_sweep_config", lambda *a, **k: pytest.fail("the job composed its config again"))
+    monkeypatch.setattr(submitit, "JobEnvironment", lambda: type("Env", (), {"job_id": "42_0"})())
+    seen = []
+    if pack_size == 1:
+        launcher.task_function = lambda cfg: seen.append(cfg.seed)
+        ret = launcher(["seed=1"], "hydra.sweep.dir", 1, "job_id_for_1", Singleton.get_state())
+        assert seen == [1] and ret.hydra_cfg.hydra.job.id == "42_0" and ret.hydra_cfg.hydra.job.num == 1
+        assert (tmp_path / "seed=1" / ".hydra" / "config.yaml").exists()
+    else:
+        monkeypatch.setattr(_submitit_packing, "run_pack_jobs",
+                            lambda context, configs, key: seen.extend((c.seed, c.hydra.job.id) for c in configs))
+        launcher(["pack of 2:", "#0", "#1"], "hydra.sweep.dir", 0, "job_id_for_0", Singleton.get_state())
+        assert seen == [(0, "42_0"), (1, "42_0")]

@@ -7,14 +7,26 @@ pack whose index comes as the job number. submitit requeues a task with the same
 preempted pack resumes as the same pack. pack_size=1 leaves hydra-submitit's behaviour unchanged,
 but for the validation of every job before anything is submitted.
 
+Every job runs the config composed and validated at submission, not one composed again from
+`conf/` when it starts: hydra-submitit's own job recomposes, so edits to `conf/` made while jobs wait
+in the queue would change them unseen, and would get a preempted run's requeued job refused as
+another config. The configs are pickled one file per job, `<submitit folder>/composed/<job>.pkl`,
+rather than in the launcher, which submitit pickles once per task (20 kB a config: 120 tasks of a
+120-job sweep would each carry 2.4 MB). A job without its file (submitted by an older version)
+composes as before.
+
 (A module name starting with "_": Hydra's plugin scan skips it; the launchers import it.)
 """
 
+import pickle
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, setup_globals
+from hydra.core.utils import JobReturn, run_job, setup_globals
+from omegaconf import DictConfig, open_dict
 
+from manifold_sweeps.rundir.atomic import write_bytes
 from manifold_sweeps.launch.packs import (
     Job, compose_jobs, compose_sweep, in_sweep_order, plan_packs, refusal_ends_the_command, run_pack_jobs, sweep_jobs, validate_sweep,
 )
@@ -30,11 +42,14 @@ class SubmititPacking:
         if self.pack_size == 1:
             self.packs = None
             with refusal_ends_the_command():
-                validate_sweep(self.hydra_context, self.config, job_overrides, initial_job_idx)
+                jobs, configs = validate_sweep(self.hydra_context, self.config, job_overrides, initial_job_idx)
+            self._keep_composed(jobs, configs)
             return self.submit(job_overrides, initial_job_idx)
         jobs = sweep_jobs(job_overrides, initial_job_idx)
+        configs = compose_sweep(self.hydra_context, self.config, jobs)
         with refusal_ends_the_command():
-            packs = plan_packs(jobs, compose_sweep(self.hydra_context, self.config, jobs), self.pack_size)
+            packs = plan_packs(jobs, configs, self.pack_size)
+        self._keep_composed(jobs, configs)
         self.packs = [[jobs[i] for i in pack] for pack in packs]
         labels = [[f"pack of {len(pack)}:", *(f"#{job.num}" for job in pack)] for pack in self.packs]
         return in_sweep_order(packs, self.submit(labels, 0))
@@ -45,12 +60,35 @@ class SubmititPacking:
 
     def __call__(self, sweep_overrides: List[str], job_dir_key: str, job_num: int, job_id: str,
                  singleton_state: Dict[type, Singleton]) -> Any:
-        if self.packs is None:
-            return super().__call__(sweep_overrides, job_dir_key, job_num, job_id, singleton_state)
         import submitit  # lazily, as hydra-submitit does: plugin discovery stays fast
 
+        jobs = [Job(job_num, tuple(sweep_overrides))] if self.packs is None else self.packs[job_num]
         Singleton.set_state(singleton_state)
         setup_globals()
-        configs = compose_jobs(self.hydra_context, self.config, self.packs[job_num],
-                               job_id=submitit.JobEnvironment().job_id)
+        task_id = submitit.JobEnvironment().job_id
+        configs = [self._composed(job.num, task_id) for job in jobs]
+        if any(c is None for c in configs):  # submitted by a version that kept no configs
+            if self.packs is None:
+                return super().__call__(sweep_overrides, job_dir_key, job_num, job_id, singleton_state)
+            configs = compose_jobs(self.hydra_context, self.config, jobs, job_id=task_id)
+        if self.packs is None:
+            return run_job(hydra_context=self.hydra_context, task_function=self.task_function, config=configs[0],
+                           job_dir_key=job_dir_key, job_subdir_key="hydra.sweep.subdir")
         return run_pack_jobs(self.hydra_context, configs, job_dir_key)
+
+    def _composed_dir(self) -> Path:
+        return Path(str(self.params["submitit_folder"])).parent / "composed"
+
+    def _keep_composed(self, jobs: List[Job], configs: List[DictConfig]) -> None:
+        for job, config in zip(jobs, configs):
+            write_bytes(self._composed_dir() / f"{job.num}.pkl", pickle.dumps(config))
+
+    def _composed(self, num: int, task_id: str) -> Optional[DictConfig]:
+        """Job `num`'s config as composed at submission, with the id of the task running it."""
+        try:
+            config = pickle.loads((self._composed_dir() / f"{num}.pkl").read_bytes())
+        except FileNotFoundError:
+            return None
+        with open_dict(config):
+            config.hydra.job.id = task_id
+        return config
