@@ -10,8 +10,9 @@ but for the validation of every job before anything is submitted.
 Every job runs the config composed and validated at submission, not one composed again from
 `conf/` when it starts: hydra-submitit's own job recomposes, so edits to `conf/` made while jobs wait
 in the queue would change them unseen, and would get a preempted run's requeued job refused as
-another config. The configs are pickled one file per job, `<submitit folder>/composed/<job>.pkl`,
-rather than in the launcher, which submitit pickles once per task (20 kB a config: 120 tasks of a
+another config. The configs are pickled one file per job, `<submitit folder>/composed/<launch>/<job>.pkl`
+(a folder per launch: a relaunch into the same sweep, say one grown from seeds 0-19 to 20-39, must not
+hand its configs to the first launch's jobs still in the queue), rather than in the launcher, which submitit pickles once per task (20 kB a config: 120 tasks of a
 120-job sweep would each carry 2.4 MB). A job without its file (submitted by an older version)
 composes as before.
 
@@ -19,6 +20,8 @@ composes as before.
 """
 
 import pickle
+import time
+import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -37,6 +40,7 @@ class SubmititPacking:
 
     pack_size: int = 1
     packs: Optional[List[List[Job]]] = None
+    launch_id: str = ""  # names this launch's folder of composed configs; travels with the pickled launcher
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         if self.pack_size == 1:
@@ -77,14 +81,17 @@ class SubmititPacking:
         return run_pack_jobs(self.hydra_context, configs, job_dir_key)
 
     def _composed_dir(self) -> Path:
-        return Path(str(self.params["submitit_folder"])).parent / "composed"
+        return Path(str(self.params["submitit_folder"])).parent / "composed" / self.launch_id
 
     def _keep_composed(self, jobs: List[Job], configs: List[DictConfig]) -> None:
+        self.launch_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
         for job, config in zip(jobs, configs):
             write_bytes(self._composed_dir() / f"{job.num}.pkl", pickle.dumps(config))
 
     def _composed(self, num: int, task_id: str) -> Optional[DictConfig]:
         """Job `num`'s config as composed at submission, with the id of the task running it."""
+        if not self.launch_id:
+            return None
         try:
             config = pickle.loads((self._composed_dir() / f"{num}.pkl").read_bytes())
         except FileNotFoundError:

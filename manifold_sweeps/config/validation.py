@@ -8,6 +8,8 @@ Every message names the key, the bad value and what is allowed.
 
 from __future__ import annotations
 
+import functools
+
 from omegaconf import DictConfig, OmegaConf
 
 from ..task.layout import TokenLayout, _name
@@ -34,6 +36,12 @@ def _positive(cfg: DictConfig, key: str, kind=int) -> None:
         _fail(key, value, f"a positive {'integer' if kind is int else 'number'}")
 
 
+@functools.lru_cache(maxsize=1)
+def _schema() -> DictConfig:
+    """Built once: it takes milliseconds, and a large sweep validates every job twice."""
+    return OmegaConf.structured(Config)
+
+
 def _refuse_unknown_keys(cfg: DictConfig, schema: DictConfig, prefix: str = "") -> None:
     """Hydra's `+key=value` (which its own error for a misspelled key suggests) adds a key past the
     schema, and nothing would ever read it: a run that silently ignores what the user asked for."""
@@ -48,7 +56,7 @@ def _refuse_unknown_keys(cfg: DictConfig, schema: DictConfig, prefix: str = "") 
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first bad key; return None when the config is usable."""
-    _refuse_unknown_keys(cfg, OmegaConf.structured(Config))
+    _refuse_unknown_keys(cfg, _schema())
     task, model, opt, cur, train = cfg.task, cfg.model, cfg.optimizer, cfg.curriculum, cfg.train
 
     for key in ("train.steps", "train.batch_size", "train.snapshot_every", "train.eval_every",
