@@ -315,13 +315,19 @@ def test_a_run_found_twice_in_a_folder_of_sweeps_is_counted_once(tmp_path):
 
 def test_the_copy_of_a_run_that_is_kept_is_one_whose_files_can_be_read(tmp_path):
     make_sweep(tmp_path / "folder" / "a", n_seeds=1, n_conditions=1)
-    shutil.copytree(tmp_path / "folder" / "a", tmp_path / "folder" / "b")
+    for copy in "bc":
+        shutil.copytree(tmp_path / "folder" / "a", tmp_path / "folder" / copy)
+    # Only the kept copy is reduced: a copy costs nothing (and with --probes trains no SAEs)
+    assert aggregate([tmp_path / "folder"], quiet(out=str(tmp_path / "t1"))).computed == 1
     # The first copy by run id turns out unreadable only while reducing: a damaged commutator table.
     (tmp_path / "folder" / "a" / "seed=0,task.m=1" / "commutators.parquet").write_bytes(b"PAR1 cut short")
-    tables = aggregate([tmp_path / "folder"], quiet()).tables
-    runs = tables["runs"].set_index("run_id")
-    assert runs["state"].to_dict() == {"a/seed=0,task.m=1": "unreadable", "b/seed=0,task.m=1": "completed"}
-    assert set(tables["effective_rank"]["run_id"]) == {"b/seed=0,task.m=1"}  # the seed still counts once
+    result = aggregate([tmp_path / "folder"], quiet(out=str(tmp_path / "t2")))
+    runs = result.tables["runs"].set_index("run_id")
+    assert runs["state"].to_dict() == {"a/seed=0,task.m=1": "unreadable", "b/seed=0,task.m=1": "completed",
+                                       "c/seed=0,task.m=1": "duplicate"}
+    assert runs.loc["c/seed=0,task.m=1", "reason"].startswith("the same config and seed as b/seed=0,task.m=1")
+    assert set(result.tables["effective_rank"]["run_id"]) == {"b/seed=0,task.m=1"}  # the seed still counts once
+    assert result.computed == 1  # b; a failed, c was never read
 
 
 def test_a_relaunch_that_rewrites_the_hydra_files_unchanged_keeps_the_cache(tmp_path):

@@ -163,18 +163,36 @@ def read_run(run_dir: Path, run_id: str, now: float | None = None) -> dict:
 def mark_duplicates(rows: dict[str, dict]) -> None:
     """Completed runs with one config_fingerprint (the same config and seed: a sweep launched twice
     into a folder of sweeps, a copied run) repeat one experiment; counting each would count a seed
-    twice. The first by run id stays `completed`, the others become `duplicate`. Called once the runs
-    have been reduced, so that a copy found unreadable then is not the one kept."""
+    twice. The first by run id stays `completed` (the one reduced), the others become `duplicate`."""
     first: dict[str, str] = {}
     for rid in sorted(rows):
         row, fingerprint = rows[rid], rows[rid].get("config_fingerprint")
         if row["state"] != "completed" or not fingerprint:
             continue
         if fingerprint in first:
-            row.update(state="duplicate", reason=f"the same config and seed as {first[fingerprint]} "
-                                                 f"(config_fingerprint {fingerprint}): counted once")
+            row.update(state="duplicate", reason=_duplicate_reason(first[fingerprint], fingerprint))
         else:
             first[fingerprint] = rid
+
+
+def promote_duplicates(rows: dict[str, dict], lost: list[str]) -> list[str]:
+    """The kept copies in `lost` turned out unreadable: the next copy of each (by run id) is kept
+    instead. Returns the promoted run ids, to be reduced."""
+    promoted = []
+    for rid in lost:
+        fingerprint = rows[rid].get("config_fingerprint")
+        copies = sorted(r for r, row in rows.items()
+                        if row["state"] == "duplicate" and fingerprint and row.get("config_fingerprint") == fingerprint)
+        if copies:
+            rows[copies[0]].update(state="completed", reason=None)
+            for other in copies[1:]:
+                rows[other]["reason"] = _duplicate_reason(copies[0], fingerprint)
+            promoted.append(copies[0])
+    return promoted
+
+
+def _duplicate_reason(kept: str, fingerprint: str) -> str:
+    return f"the same config and seed as {kept} (config_fingerprint {fingerprint}): counted once"
 
 
 def _column_dtype(values: pd.Series) -> str | None:

@@ -39,7 +39,7 @@ from .discovery import find_run_dirs, run_id
 from .manifest import other_root, runs_signature, write_manifest
 from .reducers import typed_frame
 from .registry import reducers, summaries
-from .runs import mark_duplicates, read_run, runs_frame
+from .runs import mark_duplicates, promote_duplicates, read_run, runs_frame
 from .tables import write_table
 
 CACHE_DIR = ".cache"
@@ -170,38 +170,44 @@ def aggregate(
     rows: dict[str, dict] = {}
     dirs: dict[str, Path] = {}
     parts: dict[str, list[tuple[str, pd.DataFrame]]] = {name: [] for r in reducers(cfg) for name in r.tables}
-    jobs = []
     for run_dir in run_dirs:
         rid = run_id(root, run_dir)
         dirs[rid], rows[rid] = run_dir, read_run(run_dir, rid)
-    for rid, run_dir in dirs.items():
-        if rows[rid]["state"] != "completed":
+    mark_duplicates(rows)  # only the kept copy of a run is reduced (and, with --probes, probed)
+    for rid in dirs:
+        if rows[rid]["state"] not in ("completed", "duplicate"):
             progress.advance(result)
-            continue
-        outputs = {r.name: cache.load(run_dir, r) for r in reducers(cfg)}
-        missing = [name for name, output in outputs.items() if output is None]
-        for output in outputs.values():
-            for name, frame in (output.tables.items() if output else ()):
-                parts[name].append((rid, frame))
-        if missing:
-            jobs.append((rid, run_dir, rows[rid], missing))
-        else:
-            result.cached += 1
-            progress.advance(result)
+    todo = [rid for rid in dirs if rows[rid]["state"] == "completed"]
+    while todo:
+        jobs = []
+        for rid in todo:
+            outputs = {r.name: cache.load(dirs[rid], r) for r in reducers(cfg)}
+            missing = [name for name, output in outputs.items() if output is None]
+            for output in outputs.values():
+                for name, frame in (output.tables.items() if output else ()):
+                    parts[name].append((rid, frame))
+            if missing:
+                jobs.append((rid, dirs[rid], rows[rid], missing))
+            else:
+                result.cached += 1
+                progress.advance(result)
 
-    # --- reduce what the cache did not have --------------------------------------------------------
-    for i, (tables, reason) in _run_jobs(jobs, cfg, cache):
-        rid = jobs[i][0]
-        if reason is None:
-            result.computed += 1
-            for name, frame in tables.items():
-                parts[name].append((rid, frame))
-        else:
-            rows[rid].update(state="unreadable", reason=reason)
-        progress.advance(result)
+        # --- reduce what the cache did not have ----------------------------------------------------
+        for i, (tables, reason) in _run_jobs(jobs, cfg, cache):
+            rid = jobs[i][0]
+            if reason is None:
+                result.computed += 1
+                for name, frame in tables.items():
+                    parts[name].append((rid, frame))
+            else:
+                rows[rid].update(state="unreadable", reason=reason)
+            progress.advance(result)
+        # A kept copy found unreadable hands over to the next copy of the same run, if there is one.
+        todo = promote_duplicates(rows, [rid for rid in todo if rows[rid]["state"] == "unreadable"])
+    for rid in dirs:
+        if rows[rid]["state"] == "duplicate":
+            progress.advance(result)
     progress.finish(result)
-    # Only now: the copy that is kept must be one whose files could be read.
-    mark_duplicates(rows)
 
     # --- combine, summarise, write ----------------------------------------------------------------
     completed = {rid for rid, row in rows.items() if row["state"] == "completed"}
