@@ -430,7 +430,7 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
             step += 1
             # --- progress -------------------------------------------------------------------------
             if progress.maybe_report(step, lambda: _progress_extra(runs, loss_sum, loss_count)):
-                _check_divergence(runs, nonfinite, step, params)
+                _check_divergence(runs, nonfinite, step, None)  # records no weights
                 for run in runs:
                     if run.active:
                         run.status.heartbeat(last_step=step, wall_time_s=_wall(run, t_start))
@@ -490,13 +490,18 @@ def _wall(run: Run, t_start: float) -> float:
     return run.wall_before + time.monotonic() - t_start
 
 
-def _check_divergence(runs: list[Run], nonfinite: torch.Tensor, step: int, params: list[torch.Tensor]) -> None:
-    """Stop runs whose loss went NaN or infinite since the last check, or whose weights did (one host
-    sync). The weights too: the update after the last finite loss can itself overflow, and the
-    snapshot or evaluation at this step would then record NaN weights or metrics."""
-    P = nonfinite.shape[0]
-    weights_bad = torch.stack([~torch.isfinite(p.detach()).view(P, -1).all(1) for p in params]).any(0)
-    bad = (nonfinite | weights_bad).tolist()
+def _check_divergence(runs: list[Run], nonfinite: torch.Tensor, step: int, params: list[torch.Tensor] | None) -> None:
+    """Stop runs whose loss went NaN or infinite since the last check (one host sync), and, given the
+    parameters, runs whose weights did: the update after the last finite loss can itself overflow,
+    and a snapshot, evaluation or checkpoint at this step would then record NaN. A progress line
+    records no weights and passes None: the weight pass costs about a step's optimizer update."""
+    if params is not None:
+        P = nonfinite.shape[0]
+        # One sum per run and tensor: NaN or inf if any weight is (or if they sum past float32, which
+        # trained weights never do); a reduction each, not a boolean copy of every weight.
+        sums = torch.stack([p.detach().view(P, -1).sum(1) for p in params])  # (n_tensors, P)
+        nonfinite = nonfinite | ~torch.isfinite(sums).all(0)
+    bad = nonfinite.tolist()
     for run in runs:
         if run.active and bad[run.index]:
             _diverge(run, step, f"the training loss or the weights became non-finite (NaN or inf) before step {step}")
