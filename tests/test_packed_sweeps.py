@@ -102,4 +102,8 @@ def test_the_local_launcher_runs_one_process_per_pack(tmp_path):
     job_ids = [yaml.safe_load((d / ".hydra" / "hydra.yaml").read_text())["hydra"]["job"]["id"] for d in runs.values()]
     pids = [read_status(d)["pid"] for d in runs.values()]
     assert job_ids[0] == job_ids[1] != job_ids[2] and pids[0] == pids[1] != pids[2]  # packs #0-#1 and #2
-    assert sorted(p.name for p in (tmp_path / ".submitit").iterdir() if p.name != "%j") == sorted(set(job_ids))
+    assert sorted(p.name for p in (tmp_path / ".submitit").iterdir() if p.name not in ("%j", "composed")) == \
+        sorted(set(job_ids))
+    # beside submitit's folders, the jobs' configs as composed at submission: one folder for this launch
+    [launch] = (tmp_path / ".submitit" / "composed").iterdir()
+    assert sorted(p.name for p in launch.iterdir()) == ["0.pkl", "1.pkl", "2.pkl"]
