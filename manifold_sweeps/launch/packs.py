@@ -21,7 +21,7 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 from hydra.core.utils import JobReturn, JobStatus, env_override, filter_overrides, run_job
 from hydra.types import HydraContext
@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from ..config.validation import ConfigError, validate
 from ..training.identity import other_run_refusal, recorded_config
-from ..training.packing import PER_RUN_KEYS, _under, flatten, form_packs
+from ..training.packing import PER_RUN_KEYS, UNREAD_KEYS, flatten, form_packs
 from .pack_logs import pack_logs
 
 log = logging.getLogger(__name__)
@@ -112,51 +112,6 @@ def validate_jobs(jobs: list[Job], sweep_configs: list[DictConfig]) -> list[Dict
         raise ConfigError(f"{len(errors)} of {len(jobs)} jobs cannot run; nothing was started:\n"
                           + "\n".join(errors))
     return cfgs
-
-
-@dataclass(frozen=True)
-class UnreadKeys:
-    """Keys (dotted, or prefixes of keys) that no run reads while its value of `by` makes `unread`
-    true; `by` itself always counts as read, so a prefix may cover it."""
-
-    keys: tuple[str, ...]
-    by: str
-    unread: Callable[[object], bool]
-    why: str  # why that setting leaves the keys unread
-    instead: str  # what to sweep instead
-
-    def covers(self, key: str) -> bool:
-        return key != self.by and _under(key, self.keys)
-
-    def setting(self, flat: dict[str, object]) -> str:
-        value = flat[self.by]
-        return f"{GROUP_CHOICES.get(self.by, self.by)}={value if isinstance(value, str) else json.dumps(value)}"
-
-
-# The key that picks a config group's option is named after the group: curriculum=mixed.
-GROUP_CHOICES = {"curriculum.kind": "curriculum", "optimizer.name": "optimizer"}
-
-# What training cannot see (task/curriculum.py, training/optimizers.py, training/loop.py,
-# rundir/model_checkpoints.py): a sweep over these alone trains the same run under several names.
-# probe.* keys other than checkpoint_* are not here: the probe stage reads them (is_probe_stage_key).
-UNREAD_KEYS = (
-    UnreadKeys(("task.m",), "curriculum.kind", lambda kind: kind != "single", "it trains curriculum.ms",
-               "Add curriculum=single, or sweep curriculum.ms instead"),
-    UnreadKeys(("curriculum.ms",), "curriculum.kind", lambda kind: kind == "single", "it trains task.m",
-               "Sweep task.m instead, or add curriculum=mixed or curriculum=sequential"),
-    UnreadKeys(("curriculum.steps_per_stage", "curriculum.reset_optimizer"), "curriculum.kind",
-               lambda kind: kind != "sequential", "only curriculum=sequential has stages",
-               "Add curriculum=sequential to sweep the stages"),
-    UnreadKeys(("commutator",), "commutator.every", lambda every: every == 0, "it measures no commutators",
-               "Set commutator.every > 0 to sweep the commutator settings"),
-    UnreadKeys(("optimizer.momentum",), "optimizer.name", lambda name: name != "sgd", "only sgd has momentum",
-               "Add optimizer=sgd to sweep optimizer.momentum"),
-    UnreadKeys(("optimizer.betas", "optimizer.eps"), "optimizer.name", lambda name: name != "adamw",
-               "only adamw has betas and eps", "Add optimizer=adamw to sweep optimizer.betas and optimizer.eps"),
-    UnreadKeys(("probe.checkpoint_fractions",), "probe.checkpoint_steps", lambda steps: steps is not None,
-               "explicit steps replace the fractions",
-               "Sweep probe.checkpoint_steps, or set it to null to sweep the fractions"),
-)
 
 
 def _refuse_unread_key_sweeps(jobs: list[Job], cfgs: list[DictConfig]) -> None:

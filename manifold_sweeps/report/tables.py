@@ -10,6 +10,7 @@ import re
 
 import pandas as pd
 
+from ..training.packing import UNREAD_KEYS
 from .data import ReportData
 
 # Every state of the runs table (aggregation), in the order the report lists them.
@@ -48,11 +49,15 @@ def problem_runs(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _unread(runs: pd.DataFrame) -> set[str]:
-    """Keys no run reads: task.m is read under curriculum=single alone, curriculum.ms under the others."""
-    if "curriculum.kind" not in runs.columns:
-        return set()
-    single = runs["curriculum.kind"] == "single"
-    return ({"task.m"} if not single.any() else set()) | ({"curriculum.ms"} if single.all() else set())
+    """SETUP_KEYS that no run reads (UNREAD_KEYS: task.m outside curriculum=single, ...)."""
+    unread = set()
+    for key in SETUP_KEYS:
+        rules = [rule for rule in UNREAD_KEYS if rule.covers(key) and rule.by in runs.columns]
+        by_run = [any(rule.unread(None if pd.isna(run[rule.by]) else run[rule.by]) for rule in rules)
+                  for _, run in runs.iterrows()]
+        if rules and by_run and all(by_run):
+            unread.add(key)
+    return unread
 
 
 def fixed_settings(data: ReportData) -> list[tuple[str, str]]:

@@ -2,13 +2,17 @@
 
 Runs can be packed when their configs agree on every key except those listed in PER_RUN_KEYS:
 those change a run's data, schedule or optimizer scalars, never a tensor shape or the loop.
-`form_packs` cuts a sweep into such packs (`hydra.launcher.pack_size`).
+`form_packs` cuts a sweep into such packs (`hydra.launcher.pack_size`). UNREAD_KEYS: the keys
+a run's other settings leave unread (the launchers refuse sweeps over them alone; the report leaves
+them out of the shared settings).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
+from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -108,3 +112,48 @@ def config_fingerprint(cfg: DictConfig) -> str:
     """Short hash of every config value that changes what the run computes."""
     items = {k: v for k, v in flatten(cfg).items() if not _under(k, NON_RESULT_KEYS)}
     return hashlib.sha256(json.dumps(items, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class UnreadKeys:
+    """Keys (dotted, or prefixes of keys) that no run reads while its value of `by` makes `unread`
+    true; `by` itself always counts as read, so a prefix may cover it."""
+
+    keys: tuple[str, ...]
+    by: str
+    unread: Callable[[object], bool]
+    why: str  # why that setting leaves the keys unread
+    instead: str  # what to sweep instead
+
+    def covers(self, key: str) -> bool:
+        return key != self.by and _under(key, self.keys)
+
+    def setting(self, flat: dict[str, object]) -> str:
+        value = flat[self.by]
+        return f"{GROUP_CHOICES.get(self.by, self.by)}={value if isinstance(value, str) else json.dumps(value)}"
+
+
+# The key that picks a config group's option is named after the group: curriculum=mixed.
+GROUP_CHOICES = {"curriculum.kind": "curriculum", "optimizer.name": "optimizer"}
+
+# What training cannot see (task/curriculum.py, training/optimizers.py, training/loop.py,
+# rundir/model_checkpoints.py): a sweep over these alone trains the same run under several names.
+# probe.* keys other than checkpoint_* are not here: the probe stage reads them (is_probe_stage_key).
+UNREAD_KEYS = (
+    UnreadKeys(("task.m",), "curriculum.kind", lambda kind: kind != "single", "it trains curriculum.ms",
+               "Add curriculum=single, or sweep curriculum.ms instead"),
+    UnreadKeys(("curriculum.ms",), "curriculum.kind", lambda kind: kind == "single", "it trains task.m",
+               "Sweep task.m instead, or add curriculum=mixed or curriculum=sequential"),
+    UnreadKeys(("curriculum.steps_per_stage", "curriculum.reset_optimizer"), "curriculum.kind",
+               lambda kind: kind != "sequential", "only curriculum=sequential has stages",
+               "Add curriculum=sequential to sweep the stages"),
+    UnreadKeys(("commutator",), "commutator.every", lambda every: every == 0, "it measures no commutators",
+               "Set commutator.every > 0 to sweep the commutator settings"),
+    UnreadKeys(("optimizer.momentum",), "optimizer.name", lambda name: name != "sgd", "only sgd has momentum",
+               "Add optimizer=sgd to sweep optimizer.momentum"),
+    UnreadKeys(("optimizer.betas", "optimizer.eps"), "optimizer.name", lambda name: name != "adamw",
+               "only adamw has betas and eps", "Add optimizer=adamw to sweep optimizer.betas and optimizer.eps"),
+    UnreadKeys(("probe.checkpoint_fractions",), "probe.checkpoint_steps", lambda steps: steps is not None,
+               "explicit steps replace the fractions",
+               "Sweep probe.checkpoint_steps, or set it to null to sweep the fractions"),
+)
