@@ -199,7 +199,7 @@ def test_without_scontrol_the_array_size_limit_is_slurms_default(tmp_path, monke
     "max_array_size,cluster_limit,expected", [(None, 3, [3, 3, 1]), (2, 1001, [2, 2, 2, 1]), (None, 1001, [7])]
 )
 def test_a_sweep_larger_than_the_array_limit_goes_out_as_several_arrays(
-    monkeypatch, max_array_size, cluster_limit, expected
+    tmp_path, monkeypatch, max_array_size, cluster_limit, expected
 ):
     submitted = []
 
@@ -208,7 +208,7 @@ def test_a_sweep_larger_than_the_array_limit_goes_out_as_several_arrays(
         return [f"return of job {initial_job_idx + i}" for i in range(len(job_overrides))]
 
     monkeypatch.setattr(slurm_launcher, "cluster_max_array_size", lambda: cluster_limit)
-    launcher = slurm_launcher_for(f"hydra.launcher.max_array_size={max_array_size or 'null'}")
+    launcher = slurm_launcher_for(tmp_path, f"hydra.launcher.max_array_size={max_array_size or 'null'}")
     monkeypatch.setattr(base_class(launcher, SUBMITIT_SLURM), "launch", record)
 
     sweep = [[f"seed={s}"] for s in range(7)]
@@ -219,14 +219,15 @@ def test_a_sweep_larger_than_the_array_limit_goes_out_as_several_arrays(
     assert returns == [f"return of job {5 + i}" for i in range(7)]
 
 
-def slurm_launcher_for(*overrides: str):
-    return launcher_for("hydra/launcher=slurm", *overrides)
+def slurm_launcher_for(tmp_path, *overrides: str):
+    # A sweep directory of the test's own: launching writes the jobs' composed configs there.
+    return launcher_for("hydra/launcher=slurm", f"hydra.sweep.dir={tmp_path}", *overrides)
 
 
 SUBMITIT_SLURM = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
 
 
-def test_a_packed_sweep_goes_out_as_one_array_task_per_pack_split_at_the_array_limit(monkeypatch):
+def test_a_packed_sweep_goes_out_as_one_array_task_per_pack_split_at_the_array_limit(tmp_path, monkeypatch):
     submitted = []
 
     def record(self, entries, initial_job_idx):
@@ -234,7 +235,7 @@ def test_a_packed_sweep_goes_out_as_one_array_task_per_pack_split_at_the_array_l
         # a pack's task returns one JobReturn per job of the pack
         return [[f"return of job {job.num}" for job in self.packs[initial_job_idx + i]] for i in range(len(entries))]
 
-    launcher = slurm_launcher_for("hydra.launcher.pack_size=2", "hydra.launcher.max_array_size=3")
+    launcher = slurm_launcher_for(tmp_path, "hydra.launcher.pack_size=2", "hydra.launcher.max_array_size=3")
     monkeypatch.setattr(base_class(launcher, SUBMITIT_SLURM), "launch", record)
     sweep = [["experiment=smoke", f"model.d_model={d}", f"seed={s}"] for s in range(3) for d in (16, 32)]
     returns = launcher.launch(sweep, initial_job_idx=4)
@@ -247,8 +248,8 @@ def test_a_packed_sweep_goes_out_as_one_array_task_per_pack_split_at_the_array_l
     assert returns == [f"return of job {4 + i}" for i in range(6)]  # in sweep order
 
 
-def test_a_packed_sweep_with_a_bad_job_is_refused_before_anything_is_submitted(monkeypatch, capsys):
-    launcher = slurm_launcher_for("hydra.launcher.pack_size=2")
+def test_a_packed_sweep_with_a_bad_job_is_refused_before_anything_is_submitted(tmp_path, monkeypatch, capsys):
+    launcher = slurm_launcher_for(tmp_path, "hydra.launcher.pack_size=2")
     monkeypatch.setattr(base_class(launcher, SUBMITIT_SLURM), "launch", lambda *args: pytest.fail("submitted"))
     with pytest.raises(SystemExit):
         launcher.launch([["experiment=smoke", "curriculum=single", f"task.m={m}"] for m in (1, 9)], 0)
@@ -277,12 +278,12 @@ def test_a_submitit_job_runs_the_config_composed_at_submission(tmp_path, monkeyp
                             f"hydra.sweep.dir={tmp_path}")
     monkeypatch.setattr(type(launcher), "submit", lambda self, entries, first: [])  # no queue: the job is called below
     launcher.launch([["seed=0"], ["seed=1"]], 0)
-    first = (launcher.launch_id, launcher.packs)
+    first = (launcher.launch_id, launcher.composed_dir, launcher.packs)
     # A relaunch into the same sweep with other jobs (a grown sweep) keeps its configs apart
     launcher.launch([["seed=20"], ["seed=21"]], 0)
     folders = sorted((tmp_path / ".submitit" / "composed").iterdir())
     assert len(folders) == 2 and all(sorted(p.name for p in f.iterdir()) == ["0.pkl", "1.pkl"] for f in folders)
-    launcher.launch_id, launcher.packs = first  # a task of the first launch, still queued, carries its own
+    launcher.launch_id, launcher.composed_dir, launcher.packs = first  # a task of the first launch, still queued, carries its own
 
     loader = type(launcher.hydra_context.config_loader)
     monkeypatch.setattr(loader, "load_sweep_config", lambda *a, **k: pytest.fail("the job composed its config again"))
@@ -298,3 +299,20 @@ def test_a_submitit_job_runs_the_config_composed_at_submission(tmp_path, monkeyp
                             lambda context, configs, key: seen.extend((c.seed, c.hydra.job.id) for c in configs))
         launcher(["pack of 2:", "#0", "#1"], "hydra.sweep.dir", 0, "job_id_for_0", Singleton.get_state())
         assert seen == [(0, "42_0"), (1, "42_0")]
+
+
+def test_a_job_whose_composed_config_is_gone_composes_it_again_and_says_so(tmp_path, monkeypatch, caplog):
+    import submitit
+    from hydra.core.singleton import Singleton
+
+    launcher = launcher_for("hydra/launcher=local", "experiment=smoke", f"hydra.sweep.dir={tmp_path}")
+    monkeypatch.setattr(type(launcher), "submit", lambda self, entries, first: [])
+    launcher.launch([["seed=0"], ["seed=1"]], 0)
+    assert Path(launcher.composed_dir).is_absolute()  # found from whatever directory the job starts in
+    (Path(launcher.composed_dir) / "1.pkl").unlink()
+    monkeypatch.setattr(submitit, "JobEnvironment", lambda: type("Env", (), {"job_id": "7"})())
+    seen = []
+    launcher.task_function = lambda cfg: seen.append(cfg.seed)
+    with caplog.at_level("WARNING"):
+        launcher(["seed=1"], "hydra.sweep.dir", 1, "job_id_for_1", Singleton.get_state())
+    assert seen == [1] and "1.pkl, this job's config as composed at submission, is gone" in caplog.text

@@ -4,8 +4,8 @@ hydra-submitit's `launch` submits one task per entry of the list it is given, an
 the (pickled) launcher with the entry's overrides and number. With pack_size > 1 the entries are one
 label per pack (they are only logged), the packs travel in `self.packs`, and `__call__` trains the
 pack whose index comes as the job number. submitit requeues a task with the same arguments, so a
-preempted pack resumes as the same pack. pack_size=1 leaves hydra-submitit's behaviour unchanged,
-but for the validation of every job before anything is submitted.
+preempted pack resumes as the same pack. With pack_size=1 the entries are the jobs' overrides, as
+in hydra-submitit.
 
 Every job runs the config composed and validated at submission, not one composed again from
 `conf/` when it starts: hydra-submitit's own job recomposes, so edits to `conf/` made while jobs wait
@@ -19,6 +19,7 @@ composes as before.
 (A module name starting with "_": Hydra's plugin scan skips it; the launchers import it.)
 """
 
+import logging
 import pickle
 import time
 import uuid
@@ -34,6 +35,8 @@ from manifold_sweeps.launch.packs import (
     Job, compose_jobs, compose_sweep, in_sweep_order, plan_packs, refusal_ends_the_command, run_pack_jobs, sweep_jobs, validate_sweep,
 )
 
+log = logging.getLogger(__name__)
+
 
 class SubmititPacking:
     """Mixin before a hydra-submitit launcher class; subclasses set `pack_size` in __init__."""
@@ -41,6 +44,7 @@ class SubmititPacking:
     pack_size: int = 1
     packs: Optional[List[List[Job]]] = None
     launch_id: str = ""  # names this launch's folder of composed configs; travels with the pickled launcher
+    composed_dir: str = ""  # that folder, absolute
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         if self.pack_size == 1:
@@ -80,21 +84,23 @@ class SubmititPacking:
                            job_dir_key=job_dir_key, job_subdir_key="hydra.sweep.subdir")
         return run_pack_jobs(self.hydra_context, configs, job_dir_key)
 
-    def _composed_dir(self) -> Path:
-        return Path(str(self.params["submitit_folder"])).parent / "composed" / self.launch_id
-
     def _keep_composed(self, jobs: List[Job], configs: List[DictConfig]) -> None:
         self.launch_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        # Absolute, as submitit makes its own folder: a job may start in another working directory.
+        self.composed_dir = str(Path(str(self.params["submitit_folder"])).parent.absolute() / "composed" / self.launch_id)
         for job, config in zip(jobs, configs):
-            write_bytes(self._composed_dir() / f"{job.num}.pkl", pickle.dumps(config))
+            write_bytes(Path(self.composed_dir) / f"{job.num}.pkl", pickle.dumps(config))
 
     def _composed(self, num: int, task_id: str) -> Optional[DictConfig]:
         """Job `num`'s config as composed at submission, with the id of the task running it."""
         if not self.launch_id:
             return None
+        path = Path(self.composed_dir) / f"{num}.pkl"
         try:
-            config = pickle.loads((self._composed_dir() / f"{num}.pkl").read_bytes())
+            config = pickle.loads(path.read_bytes())
         except FileNotFoundError:
+            log.warning("%s, this job's config as composed at submission, is gone: composing it again from conf/, "
+                        "which may have changed since", path)
             return None
         with open_dict(config):
             config.hydra.job.id = task_id

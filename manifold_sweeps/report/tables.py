@@ -50,12 +50,13 @@ def problem_runs(runs: pd.DataFrame) -> pd.DataFrame:
 
 def _unread(runs: pd.DataFrame) -> set[str]:
     """SETUP_KEYS that no run reads (UNREAD_KEYS: task.m outside curriculum=single, ...)."""
+    def unread_by(rule) -> pd.Series:  # per run: its value of rule.by leaves the rule's keys unread
+        return runs[rule.by].map(lambda v: rule.unread(None if v is None or v is pd.NA or v != v else v))
+
     unread = set()
     for key in SETUP_KEYS:
         rules = [rule for rule in UNREAD_KEYS if rule.covers(key) and rule.by in runs.columns]
-        by_run = [any(rule.unread(None if pd.isna(run[rule.by]) else run[rule.by]) for rule in rules)
-                  for _, run in runs.iterrows()]
-        if rules and by_run and all(by_run):
+        if rules and len(runs) and pd.concat([unread_by(rule) for rule in rules], axis=1).any(axis=1).all():
             unread.add(key)
     return unread
 
