@@ -31,7 +31,7 @@ from ..training.device import resolve_device
 from ..training.packing import TRAINING_PROBE_KEYS
 from .probe import datasets, probe_checkpoint
 from .tables import (ADDED_ON_LOADING, LATENT_COLUMNS, LATENTS_FILE, META_FILE, PROBE_COLUMNS, PROBES_DIR, PROBES_FILE,
-                     read_meta, frame, load_sae_probes)
+                     read_meta, frame, load_sae_probes, result_settings)
 
 log = logging.getLogger(__name__)
 
@@ -90,28 +90,28 @@ def probe_config(saved: dict, overrides: Iterable[str] = ()) -> DictConfig:
 
 
 def check_overrides(overrides: Iterable[str]) -> None:
-    """Refuse, before any run is touched, overrides that no run could take: unknown keys, values of
-    the wrong type, a probe.device this machine lacks. Ranges depend on each run (probe.layer on its
-    model.n_layers, checkpoint steps on its train.steps): probe_config checks those per run."""
+    """Refuse, before any run is touched, overrides that no run could take: unknown keys, training's
+    keys, values of the wrong type, a probe.device this machine lacks. Ranges depend on each run
+    (probe.layer on its model.n_layers): probe_config checks those per run."""
     cfg = _merged(OmegaConf.to_container(OmegaConf.structured(Config)), list(overrides))
     resolve_device(cfg.probe.device, "probe.device")
 
 
 def _same_results(saved: dict | None, wanted: dict) -> bool:
-    """Whether the saved probe.json describes the results `wanted` asks for; probe.device aside, which
-    says where they were computed, not what."""
+    """Whether the saved probe.json describes the results `wanted` asks for (result_settings: where
+    they were computed, probe.device, aside)."""
     def what(meta: dict) -> dict:
-        return {**meta, "probe": {k: v for k, v in meta["probe"].items() if k != "device"}}
-    return isinstance(saved, dict) and isinstance(saved.get("probe"), dict) and what(saved) == what(wanted)
+        return {**meta, "probe": result_settings(meta)}
+    return result_settings(saved) is not None and what(saved) == what(wanted)
 
 
 def last_probe_overrides(run_dir: str | os.PathLike) -> list[str]:
     """The probe-stage settings the run's current tables were computed with (probe.json), as
     overrides: [] when it has none of this format. probe.device is left to this machine."""
     meta = read_meta(Path(run_dir))
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("probe"), dict):
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         return []
-    return [f"probe.{k}={json.dumps(v)}" for k, v in meta["probe"].items() if k in PROBE_STAGE_KEYS and k != "device"]
+    return [f"probe.{k}={json.dumps(v)}" for k, v in (result_settings(meta) or {}).items()]
 
 
 def _meta(cfg: DictConfig, steps: list[int]) -> dict:

@@ -64,13 +64,20 @@ def frame(rows: list[dict], columns: dict[str, str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(columns)).astype(columns)
 
 
-def probe_settings_text(meta) -> str | None:
-    """The settings in a probe.json (`meta`) that change the results, as canonical text; None without them."""
+def result_settings(meta) -> dict | None:
+    """The probe-stage settings in a probe.json (`meta`) that change the results; None without them."""
     probe = meta.get("probe") if isinstance(meta, dict) else None
     if not isinstance(probe, dict):
         return None
-    return ", ".join(f"{key}={json.dumps(value, separators=(',', ':'))}"
-                     for key, value in sorted(probe.items()) if key not in _NOT_SETTINGS)
+    return {key: value for key, value in probe.items() if key not in _NOT_SETTINGS}
+
+
+def probe_settings_text(meta) -> str | None:
+    """result_settings as canonical text; None without them."""
+    settings = result_settings(meta)
+    if settings is None:
+        return None
+    return ", ".join(f"{key}={json.dumps(value, separators=(',', ':'))}" for key, value in sorted(settings.items()))
 
 
 def settings_labels(settings: pd.Series) -> pd.Series:
