@@ -278,12 +278,12 @@ def test_a_submitit_job_runs_the_config_composed_at_submission(tmp_path, monkeyp
                             f"hydra.sweep.dir={tmp_path}")
     monkeypatch.setattr(type(launcher), "submit", lambda self, entries, first: [])  # no queue: the job is called below
     launcher.launch([["seed=0"], ["seed=1"]], 0)
-    first = (launcher.launch_id, launcher.composed_dir, launcher.packs)
+    first = (launcher.composed_dir, launcher.packs)
     # A relaunch into the same sweep with other jobs (a grown sweep) keeps its configs apart
     launcher.launch([["seed=20"], ["seed=21"]], 0)
     folders = sorted((tmp_path / ".submitit" / "composed").iterdir())
     assert len(folders) == 2 and all(sorted(p.name for p in f.iterdir()) == ["0.pkl", "1.pkl"] for f in folders)
-    launcher.launch_id, launcher.composed_dir, launcher.packs = first  # a task of the first launch, still queued, carries its own
+    launcher.composed_dir, launcher.packs = first  # a task of the first launch, still queued, carries its own
 
     loader = type(launcher.hydra_context.config_loader)
     monkeypatch.setattr(loader, "load_sweep_config", lambda *a, **k: pytest.fail("the job composed its config again"))

@@ -43,8 +43,7 @@ class SubmititPacking:
 
     pack_size: int = 1
     packs: Optional[List[List[Job]]] = None
-    launch_id: str = ""  # names this launch's folder of composed configs; travels with the pickled launcher
-    composed_dir: str = ""  # that folder, absolute
+    composed_dir: str = ""  # this launch's folder of composed configs, absolute; travels with the pickled launcher
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         if self.pack_size == 1:
@@ -85,15 +84,15 @@ class SubmititPacking:
         return run_pack_jobs(self.hydra_context, configs, job_dir_key)
 
     def _keep_composed(self, jobs: List[Job], configs: List[DictConfig]) -> None:
-        self.launch_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        launch = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
         # Absolute, as submitit makes its own folder: a job may start in another working directory.
-        self.composed_dir = str(Path(str(self.params["submitit_folder"])).parent.absolute() / "composed" / self.launch_id)
+        self.composed_dir = str(Path(str(self.params["submitit_folder"])).parent.absolute() / "composed" / launch)
         for job, config in zip(jobs, configs):
             write_bytes(Path(self.composed_dir) / f"{job.num}.pkl", pickle.dumps(config))
 
     def _composed(self, num: int, task_id: str) -> Optional[DictConfig]:
         """Job `num`'s config as composed at submission, with the id of the task running it."""
-        if not self.launch_id:
+        if not self.composed_dir:
             return None
         path = Path(self.composed_dir) / f"{num}.pkl"
         try:
