@@ -5,6 +5,7 @@ import os
 import shutil
 import socket
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from manifold_sweeps.aggregate import aggregate, condition_columns, load_table
-from manifold_sweeps.aggregate import stage
+from manifold_sweeps.aggregate import registry, stage
 from manifold_sweeps.aggregate.__main__ import main
 from manifold_sweeps.aggregate.windows import trajectory_windows
 from manifold_sweeps.bench.aggregation import write_synthetic_sweep
@@ -262,6 +263,37 @@ def test_a_run_that_changes_while_it_is_read_leaves_the_tables_stale(tmp_path, m
     monkeypatch.setattr(stage, "read_run", read_then_finish_another_attempt)
     aggregate([sweep], quiet())
     assert stale(sweep, sweep / "tables") is not None
+
+
+def test_tables_built_by_another_version_of_a_reducer_or_summary_are_stale_until_aggregated_again(
+        tmp_path, monkeypatch):
+    sweep = make_sweep(tmp_path / "sweep", n_seeds=2, n_conditions=1)
+    tables = sweep / "tables"
+    aggregate([sweep], quiet())
+    assert read_manifest(tables)["versions"] == registry.table_versions(quiet())
+    assert stale(sweep, tables) is None
+
+    # An upgrade that changes one summary's output (and says so by its version)
+    bumped = [replace(s, version=s.version + 1) if s.name == "subspace_alignment" else s for s in registry.SUMMARIES]
+    monkeypatch.setattr(registry, "SUMMARIES", bumped)
+    assert stale(sweep, tables) == ("were built by another version of manifold-sweeps "
+                                    "(tables changed since: subspace_alignment)")
+    result = aggregate([sweep], quiet())
+    assert stale(sweep, tables) is None and result.cached == 2  # the reducers' results are still good
+
+    # ... or one reducer's
+    monkeypatch.setattr(registry, "METRICS", replace(registry.METRICS, version=registry.METRICS.version + 1))
+    monkeypatch.setattr(registry, "REDUCERS", [registry.METRICS if r.name == "metrics" else r for r in registry.REDUCERS])
+    assert "(tables changed since: metrics)" in stale(sweep, tables)
+    aggregate([sweep], quiet())
+    assert stale(sweep, tables) is None
+
+    # Tables from before versions were recorded
+    manifest = read_manifest(tables)
+    del manifest["versions"]
+    (tables / "aggregation.json").write_text(json.dumps(manifest))
+    assert stale(sweep, tables) == ("were built by an older version of manifold-sweeps "
+                                    "(one that recorded no table versions)")
 
 
 def test_the_manifest_records_the_options_the_tables_were_built_with(tmp_path):

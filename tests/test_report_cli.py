@@ -112,6 +112,20 @@ def test_the_tables_of_another_sweep_are_refused_and_left_untouched_unless_rebui
     assert read_manifest(two / "tables")["root"] == str(one.resolve())
 
 
+def test_tables_of_an_older_version_are_rebuilt_before_the_report(tmp_path, capsys):
+    sweep = synthetic_sweep(tmp_path / "sweep")
+    aggregate([sweep], AggregateConfig(workers=1, progress_every_s=3600.0))
+    manifest = read_manifest(sweep / "tables")
+    del manifest["versions"]  # as written before table versions were recorded
+    (sweep / "tables" / "aggregation.json").write_text(json.dumps(manifest))
+    code, err = quick_report(sweep, capsys=capsys)
+    assert code == 0 and ("were built by an older version of manifold-sweeps (one that recorded no table "
+                          "versions): aggregating first") in err
+    assert read_manifest(sweep / "tables")["versions"]
+    code, err = quick_report(sweep, capsys=capsys)
+    assert code == 0 and "aggregating first" not in err
+
+
 def test_stale_missing_or_moved_tables_of_the_same_sweep_are_still_rebuilt(tmp_path, capsys):
     sweep, elsewhere = synthetic_sweep(tmp_path / "sweep"), tmp_path / "elsewhere"
     aggregate([sweep], AggregateConfig(out=str(elsewhere), workers=1, progress_every_s=3600.0))

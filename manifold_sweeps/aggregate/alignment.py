@@ -73,4 +73,4 @@ def build(tables: dict[str, pd.DataFrame], arrays: ArrayLoader, cfg: AggregateCo
     return typed_frame(records, {c: runs[c].dtype for c in conditions} | COLUMNS)
 
 
-SUMMARY = Summary(name="subspace_alignment", build=build)
+SUMMARY = Summary(name="subspace_alignment", version=1, build=build)

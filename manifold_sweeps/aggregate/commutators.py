@@ -40,4 +40,4 @@ REDUCER = Reducer(
     tables={NAME: COLUMNS},
     reduce=reduce_run,
 )
-SUMMARY = Summary(name="commutator_summary", build=build_summary)
+SUMMARY = Summary(name="commutator_summary", version=1, build=build_summary)

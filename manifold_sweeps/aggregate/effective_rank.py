@@ -110,4 +110,4 @@ def build_summary(tables: dict[str, pd.DataFrame], arrays, cfg: AggregateConfig)
 REDUCER = Reducer(
     name=NAME, version=1, inputs=(TRAJECTORY_FILE, STEPS_FILE, META_FILE), tables={NAME: COLUMNS}, reduce=reduce_run,
 )
-SUMMARY = Summary(name="effective_rank_summary", build=build_summary)
+SUMMARY = Summary(name="effective_rank_summary", version=1, build=build_summary)

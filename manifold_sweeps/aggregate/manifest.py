@@ -6,6 +6,8 @@
                  `run_dir` column then tells
     options      the options that change the tables (reference, windows, alignment_k, probes), so that
                  a rebuild (the report's) reproduces them instead of the defaults
+    versions     the version of the code behind each table (`registry.table_versions`): the runs table,
+                 every reducer and every summary. Older manifests lack it
     runs         how many run directories were aggregated
     signature    a hash of the run directories as the aggregation found them, before it read any
                  (`runs_signature`); null while the tables are being written
@@ -15,7 +17,9 @@
 An aggregation first rewrites the manifest with its options and no signature, then the tables, then
 the manifest with the signature: tables left half-written by a stopped aggregation read as stale,
 and their rebuild keeps the options. The report rebuilds the tables when they are stale
-(`stale_reason`): no manifest or no signature, a running run, or another signature (a run added,
+(`stale_reason`): no manifest or no signature, tables built by other versions of the reducers or
+summaries (an upgrade of manifold-sweeps; the rebuild reads unchanged reducers' results from the
+cache), a running run, or another signature (a run added,
 removed or changed since, including while the aggregation was reading it, and files copied with
 their old times: `rsync -a` replaces them, new inodes). An aggregation with `--probes` writes into
 the runs it probes, so the next check finds its tables stale once; that rebuild comes from the cache.
@@ -34,16 +38,17 @@ import pandas as pd
 
 from ..config.schema import AggregateConfig, Reference
 from ..rundir.atomic import write_text
+from .registry import table_versions
 
 MANIFEST_FILE = "aggregation.json"
 RUN_FOLDERS = ("checkpoints", "probes")  # the folders of a run directory that hold its data
 FORMAT = 1
 
 
-def write_manifest(out: Path, created_at: str, root: Path, options: dict, signature: str | None, n_runs: int,
-                   running: list[str]) -> None:
-    payload = {"format": FORMAT, "created_at": created_at, "root": str(root), "options": options, "runs": n_runs,
-               "signature": signature, "running": running}
+def write_manifest(out: Path, created_at: str, root: Path, options: dict, versions: dict[str, int],
+                   signature: str | None, n_runs: int, running: list[str]) -> None:
+    payload = {"format": FORMAT, "created_at": created_at, "root": str(root), "options": options,
+               "versions": versions, "runs": n_runs, "signature": signature, "running": running}
     write_text(Path(out) / MANIFEST_FILE, json.dumps(payload, indent=1) + "\n")
 
 
@@ -122,6 +127,12 @@ def stale_reason(run_dirs: list[Path], tables_dir: Path) -> str | None:
     manifest = read_manifest(tables_dir)
     if manifest is None or not manifest.get("signature") or not (tables_dir / "runs.parquet").exists():
         return "are missing or were left half-written"
+    built_by, current = manifest.get("versions") or {}, table_versions(config_from_manifest(manifest, str(tables_dir)))
+    changed = sorted(name for name in {*built_by, *current} if built_by.get(name) != current.get(name))
+    if not built_by:
+        return "were built by an older version of manifold-sweeps (one that recorded no table versions)"
+    if changed:
+        return f"were built by another version of manifold-sweeps (tables changed since: {', '.join(changed)})"
     if manifest["running"]:
         return f"hold {len(manifest['running'])} run(s) that were still running"
     if runs_signature(run_dirs) != manifest["signature"]:

@@ -49,4 +49,4 @@ INPUTS = (os.path.join(PROBES_DIR, PROBES_FILE), os.path.join(PROBES_DIR, LATENT
 # Version 2 added probe_settings: cached rows without it are read again.
 READ = Reducer(name=NAME, version=2, inputs=INPUTS, tables={NAME: COLUMNS}, reduce=read_run)
 PROBE = Reducer(name=f"{NAME}_probed", version=2, inputs=INPUTS, tables={NAME: COLUMNS}, reduce=probe_run)
-SUMMARY = Summary(name="sae_probe_summary", build=build_summary)
+SUMMARY = Summary(name="sae_probe_summary", version=1, build=build_summary)

@@ -47,6 +47,7 @@ ArrayLoader = Callable[[str, str], dict[str, np.ndarray]]
 @dataclass(frozen=True)
 class Summary:
     name: str
+    version: int  # bump whenever the table built from the same per-run tables changes (manifest.py)
     build: Callable[[dict[str, pd.DataFrame], ArrayLoader, AggregateConfig], pd.DataFrame]
 
 

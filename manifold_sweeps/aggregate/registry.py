@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..config.schema import AggregateConfig
 from . import alignment, commutators, effective_rank, metrics_table, probes
 from .reducers import Reducer, RunOutput, Summary
+from .runs import RUNS_TABLE_VERSION
 
 
 def reduce_metrics(run_dir, row, cfg) -> RunOutput:
@@ -27,3 +28,10 @@ def reducers(cfg: AggregateConfig) -> list[Reducer]:
 
 def summaries(cfg: AggregateConfig) -> list[Summary]:
     return SUMMARIES
+
+
+def table_versions(cfg: AggregateConfig) -> dict[str, int]:
+    """The version of the code behind each table this aggregation writes, by reducer and summary name
+    (recorded in the manifest: tables another version built are stale)."""
+    return {"runs": RUNS_TABLE_VERSION, **{r.name: r.version for r in reducers(cfg)},
+            **{s.name: s.version for s in summaries(cfg)}}

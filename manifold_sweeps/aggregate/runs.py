@@ -208,6 +208,11 @@ def _column_dtype(values: pd.Series) -> str | None:
     return "string"
 
 
+# Bump whenever the runs table's columns or values change for the same run directories: tables built
+# by another version read as stale (aggregate/manifest.py).
+RUNS_TABLE_VERSION = 1
+
+
 def runs_frame(rows: list[dict]) -> pd.DataFrame:
     """The `runs` table: one dtype per column from its values (integers stay integers next to nulls)."""
     frame = pd.DataFrame(rows, dtype=object)

@@ -38,7 +38,7 @@ from .cache import RunCache
 from .discovery import find_run_dirs, run_id
 from .manifest import other_root, runs_signature, write_manifest
 from .reducers import typed_frame
-from .registry import reducers, summaries
+from .registry import reducers, summaries, table_versions
 from .runs import mark_duplicates, promote_duplicates, read_run, runs_frame
 from .tables import write_table
 
@@ -226,10 +226,11 @@ def aggregate(
     # A manifest without a signature while the tables are being replaced, the full one after them
     # all: tables left half-written read as stale, and keep their options for the rebuild (manifest.py).
     running = sorted(rid for rid, row in rows.items() if row["state"] == "running")
-    write_manifest(out, created_at, root, table_options(cfg), None, len(run_dirs), running)
+    write_manifest(out, created_at, root, table_options(cfg), table_versions(cfg), None, len(run_dirs), running)
     for name in sorted(tables, key=lambda name: name == "runs"):
         write_table(out, name, tables[name], csv=name in csv)
-    write_manifest(out, created_at, root, table_options(cfg), signature, len(run_dirs), running)  # last: it vouches for the tables
+    write_manifest(out, created_at, root, table_options(cfg), table_versions(cfg), signature, len(run_dirs),
+                   running)  # last: it vouches for the tables
     pruned = cache.prune(run_dirs)
     if pruned:
         log(f"removed {pruned} cache entries of run directories that no longer exist from {cache.folder}")
