@@ -15,14 +15,22 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from .config.validation import ConfigError
+from .launch.callbacks import restore_hydra_files
 from .preemption import StopSignal
 from .rundir.checkpoint import load_checkpoint
-from .rundir.lock import hold_run_dirs
+from .rundir.lock import RunDirBusy, hold_run_dirs
 from .training.loop import check_runs, train_pack
 
 
 def run(cfg: DictConfig) -> str:
-    return run_pack([cfg], [HydraConfig.get().runtime.output_dir])[0]
+    run_dir = HydraConfig.get().runtime.output_dir
+    try:
+        return run_pack([cfg], [run_dir])[0]
+    except (ConfigError, RunDirBusy):
+        # Refused before training: the directory's run, if it holds one, keeps its own .hydra files.
+        restore_hydra_files(run_dir)
+        raise
 
 
 def run_pack(cfgs: list[DictConfig], run_dirs: list[str | os.PathLike]) -> list[str]:

@@ -1,8 +1,12 @@
 """`python -m manifold_sweeps` as users run it: single runs, multiruns, bad input, divergence."""
 
+import os
+import socket
+
 import pytest
 from omegaconf import OmegaConf
 
+from manifold_sweeps.rundir.lock import hold_run_dirs
 from manifold_sweeps.rundir.status import read_status
 from manifold_sweeps.rundir.trajectory import load_trajectory
 
@@ -60,6 +64,30 @@ def test_a_job_refused_in_another_runs_directory_leaves_that_run_as_it_was(tmp_p
     assert {name: (hydra_dir / name).read_text() for name in before} == before
     assert OmegaConf.load(hydra_dir / "config.yaml") == config_before
     assert OmegaConf.load(hydra_dir / "hydra.yaml").hydra.runtime.choices.optimizer == "adamw"
+
+
+def hydra_files(run_dir) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in (run_dir / ".hydra").glob("*.yaml")}
+
+
+def test_a_refused_single_run_puts_back_the_hydra_files_of_a_run_without_a_checkpoint(tmp_path):
+    run_cli("experiment=smoke", f"hydra.run.dir={tmp_path}")
+    (tmp_path / "checkpoint.pt").unlink()  # as a run that failed before its first checkpoint has none
+    before = hydra_files(tmp_path)
+    proc = run_cli("experiment=smoke", "optimizer=sgd", f"hydra.run.dir={tmp_path}", check=False)
+    assert proc.returncode == 2 and "already holds a run with a different config" in proc.stderr
+    assert hydra_files(tmp_path) == before
+
+
+def test_a_single_run_into_a_directory_another_process_trains_leaves_its_hydra_files_alone(tmp_path):
+    run_cli("experiment=smoke", f"hydra.run.dir={tmp_path}", "train.steps=20")
+    before = hydra_files(tmp_path)
+    with hold_run_dirs([tmp_path]):  # this test's process is "the other process"
+        # The same run (seed 0 is the default), named otherwise: Hydra writes other .hydra files for it.
+        proc = run_cli("experiment=smoke", "seed=0", f"hydra.run.dir={tmp_path}", "train.steps=20", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"error: {tmp_path} is being trained by another process (host {socket.gethostname()}, pid {os.getpid()})" in proc.stderr
+    assert hydra_files(tmp_path) == before
 
 
 @pytest.mark.parametrize("pack_size", [1, 2])

@@ -28,6 +28,7 @@ from hydra.types import HydraContext
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from ..config.validation import ConfigError, validate
+from ..rundir.lock import RunDirBusy
 from ..training.identity import other_run_refusal, recorded_config
 from ..training.packing import PER_RUN_KEYS, UNREAD_KEYS, flatten, form_packs
 from .pack_logs import pack_logs
@@ -143,11 +144,12 @@ def _refuse_unread_key_sweeps(jobs: list[Job], cfgs: list[DictConfig]) -> None:
 
 @contextlib.contextmanager
 def refusal_ends_the_command() -> Iterator[None]:
-    """A ConfigError before any job starts ends the command with its message alone and exit code 2,
-    instead of Hydra's traceback: the message names the bad key and what is allowed."""
+    """A refusal before any job starts ends the command with its message alone and exit code 2,
+    instead of Hydra's traceback: a ConfigError names the bad key and what is allowed; RunDirBusy (a
+    single run into a directory another process trains) names that process."""
     try:
         yield
-    except ConfigError as err:
+    except (ConfigError, RunDirBusy) as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
 

@@ -51,7 +51,7 @@ def hold_run_dirs(run_dirs: Sequence[Path]) -> Iterator[None]:
                 if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     raise RunDirBusy(
                         f"{run_dir} is being trained by another process ({_holder(path)}); this job leaves it "
-                        "alone. Relaunch the sweep once that process has ended: it resumes the run from its checkpoint."
+                        "alone. Relaunch once that process has ended: it resumes the run from its checkpoint."
                     ) from None
                 log.warning("cannot lock %s (%s): two processes could train this run at once", path, err)
                 continue

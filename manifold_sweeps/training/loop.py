@@ -86,7 +86,6 @@ class Run:
     state: str = "running"
     wall_before: float = 0.0  # wall time of earlier attempts (resumed runs)
     resumed_loss: tuple[float, int] = (0.0, 0)  # train-loss accumulator (sum, count) at the checkpoint
-    hydra_files: dict[str, str] = field(default_factory=dict)  # .hydra/{hydra,overrides}.yaml of this launch
 
     @property
     def active(self) -> bool:
@@ -197,14 +196,6 @@ def _ensure_config_file(cfg: DictConfig, run_dir: Path) -> None:
         write_text(path, OmegaConf.to_yaml(cfg, resolve=True))
 
 
-HYDRA_FILES = ("hydra.yaml", "overrides.yaml")
-
-
-def _read_hydra_files(run_dir: Path) -> dict[str, str]:
-    """The Hydra job files besides config.yaml (which the checkpoint's config rebuilds), as launched."""
-    return {name: (run_dir / ".hydra" / name).read_text() for name in HYDRA_FILES if (run_dir / ".hydra" / name).exists()}
-
-
 def _is_own_unfinished_run(cfg: DictConfig, run_dir: Path) -> bool:
     """Whether a launch refused before training may record itself as failed in run_dir: not over a
     finished run (relaunched, say, on a node without the GPU it asks for) nor over a run of another
@@ -220,19 +211,14 @@ def _is_own_unfinished_run(cfg: DictConfig, run_dir: Path) -> bool:
 def _check_same_run(cfg: DictConfig, run_dir: Path) -> None:
     """Refuse to resume or skip a run directory that holds a run of another config.
 
-    A Hydra job has already rewritten the directory's `.hydra/` files with the refused job's when it
-    gets here (launchers refuse such jobs before setting them up; a single run, `hydra.run.dir=...`,
-    cannot be). Analysis reads a run's config and group choices from them, so the run's own, kept in
-    its checkpoint, are written back.
+    A single Hydra run (`hydra.run.dir=...`) has already rewritten the directory's `.hydra/` files
+    with the refused job's when it gets here; the task function puts them back (app.py). Launchers
+    refuse such jobs before setting them up.
     """
     if other_run_refusal(cfg, run_dir, None) is None:
         return
     checkpoint = load_checkpoint(run_dir)
     trained = OmegaConf.create(checkpoint["config"]) if checkpoint and "config" in checkpoint else None
-    if trained is not None and config_fingerprint(trained) == read_status(run_dir).get("config_fingerprint"):
-        write_text(run_dir / ".hydra" / "config.yaml", OmegaConf.to_yaml(trained))
-        for name, text in checkpoint.get("hydra_files", {}).items():
-            write_text(run_dir / ".hydra" / name, text)
     raise ConfigError(other_run_refusal(cfg, run_dir, trained))
 
 
@@ -277,7 +263,6 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
                 schedule_gen=generator(cfg.seed, "train/schedule"),
                 per_batch_positions=_name(cfg.task.positions) == "per_batch",
                 status=StatusWriter(run_dir),
-                hydra_files=_read_hydra_files(run_dir),
             )
             for p, (cfg, run_dir) in enumerate(zip(cfgs, run_dirs))
         ]
@@ -532,7 +517,6 @@ def _checkpoint(runs, model, opt, step, loss_sum, loss_count, t_start) -> None:
                 "train_loss": {"sum": float(loss_sum[run.index]), "count": loss_count},
                 "wall_time_s": _wall(run, t_start),
                 "config": OmegaConf.to_container(run.cfg, resolve=True, enum_to_str=True),
-                "hydra_files": run.hydra_files,
             },
         )
         run.status.update(last_step=step, wall_time_s=_wall(run, t_start), checkpoint_step=step)
