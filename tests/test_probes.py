@@ -12,6 +12,7 @@ from manifold_sweeps.probes.ablation import Variant, ablation_accuracy
 from manifold_sweeps.probes.activations import logits_from, model_from_checkpoint, residual_stream
 from manifold_sweeps.probes.claims import NOT_SUPPORTED, NOT_TESTED, SUPPORTED, sae_execution_claim
 from manifold_sweeps.probes.probe import datasets
+from manifold_sweeps.probes import sae as sae_module
 from manifold_sweeps.probes.sae import QualityAccumulator, SAESettings, SparseAutoencoder, train_sae
 from manifold_sweeps.probes.selection import CorrelationAccumulator, top_latents
 from manifold_sweeps.probes.variables import VARIABLES, task_variables
@@ -92,6 +93,16 @@ def test_the_sae_trains_identically_from_the_same_generator():
     a, _ = train_sae(x, settings, torch.Generator().manual_seed(5))
     b, _ = train_sae(x, settings, torch.Generator().manual_seed(5))
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_minibatch_indices_drawn_in_chunks_train_the_same_sae_as_one_draw_per_step(monkeypatch):
+    x = torch.randn(512, 8, generator=torch.Generator().manual_seed(0))
+    settings = SAESettings(n_latents=16, l1=1.0, steps=23, lr=1e-3, batch_size=64)  # 23: a short last chunk
+    trained = {}
+    for chunk in (1, 10):
+        monkeypatch.setattr(sae_module, "INDEX_CHUNK", chunk)
+        trained[chunk], _ = train_sae(x, settings, torch.Generator().manual_seed(5))
+    assert all(torch.equal(p, q) for p, q in zip(trained[1].state_dict().values(), trained[10].state_dict().values()))
 
 
 # --- the model side and ablations ----------------------------------------------------------------------

@@ -90,16 +90,19 @@ def _sq_norms(params: Params) -> torch.Tensor:
 
 # On the CPU, one pass over many runs' float64 activations spills the cache: a 20-run pack took
 # 310 ms per run and sample, against 97 ms in passes of 4 runs and 105 ms for one run (paper preset,
-# 2 threads). A GPU wants every run in one pass.
+# 2 threads). A GPU wants many runs in one pass, but not a whole large pack: a run's two float64
+# copies keep about 81 MB for the backward pass (paper preset, measured on the CPU), so 32 runs hold
+# some 2.6 GB, where a 120-run pack's 10 GB and more would not fit on a 16 GB GPU (not measured on one).
 CPU_RUNS_PER_PASS = 4
+GPU_RUNS_PER_PASS = 32
 
 
 def measure_pair(model: Transformer, batch_a, batch_b, eta: float, dtype: torch.dtype = torch.float32) -> PairResult:
     """The commutator of batches A and B at the model's current weights, for every run: in passes of
-    CPU_RUNS_PER_PASS runs on the CPU, all at once on a GPU. Each run's numbers depend on its own
-    weights and batches alone."""
+    CPU_RUNS_PER_PASS runs on the CPU, GPU_RUNS_PER_PASS on a GPU. Each run's numbers depend on its
+    own weights and batches alone."""
     P = batch_a[0].shape[0]
-    per_pass = P if batch_a[0].device.type == "cuda" else CPU_RUNS_PER_PASS
+    per_pass = GPU_RUNS_PER_PASS if batch_a[0].device.type == "cuda" else CPU_RUNS_PER_PASS
     parts = [_measure_runs(model, slice(i, i + per_pass), batch_a, batch_b, eta, dtype) for i in range(0, P, per_pass)]
     if len(parts) == 1:
         return parts[0]

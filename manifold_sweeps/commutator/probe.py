@@ -105,10 +105,11 @@ class CommutatorProbe:
             ms.append(list(zip(m_a, m_b)))
             results.append(measure_pair(model, batch_a, batch_b, self.eta, self.dtype))
         deltas = torch.stack([r.delta_attention for r in results])  # (S, P, L*4, d*d), on the device
+        columns = [_per_run(r) for r in results]  # [sample][run]
         defects = []
         for p, run in enumerate(self.runs):
             if snapshots[p] is not None:
-                rows = self._record(run, step, snapshots[p], [m[p] for m in ms], [_per_run(r, p) for r in results], deltas[:, p])
+                rows = self._record(run, step, snapshots[p], [m[p] for m in ms], [c[p] for c in columns], deltas[:, p])
                 defects += [row["defect"] for row in rows]
         if defects:
             log.info("commutators at step %d: median D %.4g over %d samples", step, float(np.median(defects)), len(defects))
@@ -117,10 +118,10 @@ class CommutatorProbe:
                 results: list[dict], deltas: torch.Tensor) -> list[dict]:
         """Project one run's samples onto its causal basis and write its records; deltas (S, L*4, d*d)."""
         blocks = [snapshots[:, layer, j] for layer in range(self.n_layers) for j in range(len(MATRICES))]
-        # On the training device: the random bases from a generator there too (on the CPU, the stream
-        # it always was).
+        # The basis on the training device; the random bases drawn on the CPU, from the stream the
+        # aggregation's `_final` rows use too (commutator/tables.py), and moved there.
         basis, dims = trajectory_basis(blocks, self.basis_k, self.device)
-        random_gen = generator(run.seed, f"commutator/step={step}/random_basis", self.device)
+        random_gen = generator(run.seed, f"commutator/step={step}/random_basis")
         stats = {name: value.cpu() for name, value in
                  projection_stats(deltas, basis, dims, self.trials, random_gen).items()}
         rows = [
@@ -150,15 +151,20 @@ class CommutatorProbe:
         return [int(order[(len(defect) - 1) // 2])]  # the lower median for an even count
 
 
-def _per_run(res: PairResult, p: int) -> dict[str, float]:
-    """Run p's scalar quantities of one sample, as record columns."""
-    delta_norm, attention = float(res.delta_norm[p]), float(res.delta_norm_attention[p])
-    return {
-        "delta_norm": delta_norm,
-        "delta_norm_attention": attention,
-        "attention_share": attention**2 / delta_norm**2 if delta_norm > 0 else float("nan"),
-        "step_norm_a": float(res.step_norm_a[p]),
-        "step_norm_b": float(res.step_norm_b[p]),
-        "defect": float(res.defect[p]),
-        "cos_ab": float(res.cos_ab[p]),
-    }
+def _per_run(res: PairResult) -> list[dict[str, float]]:
+    """Every run's scalar quantities of one sample, as record columns: read from the device at once,
+    not one synchronising read per number (7 per run and sample)."""
+    values = torch.stack([res.delta_norm, res.delta_norm_attention, res.step_norm_a, res.step_norm_b, res.defect,
+                          res.cos_ab]).cpu().tolist()
+    return [
+        {
+            "delta_norm": delta_norm,
+            "delta_norm_attention": attention,
+            "attention_share": attention**2 / delta_norm**2 if delta_norm > 0 else float("nan"),
+            "step_norm_a": step_a,
+            "step_norm_b": step_b,
+            "defect": defect,
+            "cos_ab": cos_ab,
+        }
+        for delta_norm, attention, step_a, step_b, defect, cos_ab in zip(*values)
+    ]

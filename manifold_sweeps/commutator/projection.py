@@ -23,12 +23,15 @@ def projected_norm(delta: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
     return coef.square().sum(dim=(1, 2)).sqrt()
 
 
-def random_block_basis(dims: torch.Tensor, size: int, k: int, generator: torch.Generator) -> torch.Tensor:
-    """Uniformly random orthonormal directions, dims[b] of them inside block b: (n_blocks, size, k).
+def random_block_basis(dims: torch.Tensor, size: int, k: int, generator: torch.Generator,
+                       device: torch.device | str = "cpu") -> torch.Tensor:
+    """Uniformly random orthonormal directions, dims[b] of them inside block b: (n_blocks, size, k) on device.
 
     The QR factor of a Gaussian matrix has Haar-distributed columns; columns past dims[b] are zeroed.
+    The Gaussians come from the generator's device, and are moved: a CPU stream gives the same
+    subspaces wherever the basis lives (a run measured on a GPU, its `_final` rows on the CPU).
     """
-    gauss = torch.randn(len(dims), size, k, generator=generator, dtype=torch.float64, device=generator.device)
+    gauss = torch.randn(len(dims), size, k, generator=generator, dtype=torch.float64, device=generator.device).to(device)
     q, _ = torch.linalg.qr(gauss)  # (n_blocks, size, k)
     used = torch.arange(k, device=q.device) < dims.to(q.device)[:, None]
     return q * used.unsqueeze(1)  # zero the unused columns
@@ -47,7 +50,8 @@ def projection_stats(
     rho_exec = projected_norm(delta, basis) / norm
     rho_random = torch.zeros_like(rho_exec)
     for _ in range(trials):  # one trial at a time: n_blocks * D * k floats each
-        rho_random += projected_norm(delta, random_block_basis(dims, basis.shape[1], basis.shape[2], generator)) / norm
+        random_basis = random_block_basis(dims, basis.shape[1], basis.shape[2], generator, basis.device)
+        rho_random += projected_norm(delta, random_basis) / norm
     rho_random /= trials
     if int(dims.sum()) == 0:
         rho_exec = rho_random = torch.full_like(norm, float("nan"))

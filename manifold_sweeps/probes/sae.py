@@ -73,6 +73,9 @@ class SAESettings:
     batch_size: int
 
 
+INDEX_CHUNK = 100
+
+
 def train_sae(x: torch.Tensor, settings: SAESettings, gen: torch.Generator, progress_every_s: float = 10.0):
     """Fit an SAE to activations x (N, d); every draw (init, minibatches) comes from `gen` (CPU).
 
@@ -95,8 +98,12 @@ def train_sae(x: torch.Tensor, settings: SAESettings, gen: torch.Generator, prog
     tail = max(1, settings.steps // 10)
     tail_loss = torch.zeros((), device=x.device)
     for step in range(settings.steps):
-        idx = torch.randint(N, (settings.batch_size,), generator=gen).to(x.device)
-        batch = x[idx]  # (b, d)
+        if step % INDEX_CHUNK == 0:
+            # The minibatch indices of INDEX_CHUNK steps in one draw and one copy to the device, not a
+            # copy that waits on the device every step; the same numbers as one draw per step.
+            indices = torch.randint(N, (min(INDEX_CHUNK, settings.steps - step), settings.batch_size),
+                                    generator=gen).to(x.device)
+        batch = x[indices[step % INDEX_CHUNK]]  # (b, d)
         x_hat, h = sae(batch)
         mse = ((x_hat - batch) / sae.scale).pow(2).sum(dim=1).mean()
         loss = mse + settings.l1 * h.sum(dim=1).mean()  # h >= 0, so its L1 norm is its sum
