@@ -153,7 +153,7 @@ class CommutatorProbe:
 
 def _per_run(res: PairResult) -> list[dict[str, float]]:
     """Every run's scalar quantities of one sample, as record columns: read from the device at once,
-    not one synchronising read per number (7 per run and sample)."""
+    not one synchronising read per number (6 per run and sample)."""
     values = torch.stack([res.delta_norm, res.delta_norm_attention, res.step_norm_a, res.step_norm_b, res.defect,
                           res.cos_ab]).cpu().tolist()
     return [
