@@ -414,3 +414,21 @@ def test_a_compiled_run_matches_the_eager_run_repeats_byte_for_byte_and_resumes(
     np.testing.assert_allclose(compiled.matrix(1, "W_Q"), eager.matrix(1, "W_Q"), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(load_metrics(tmp_path / "c1").value, load_metrics(tmp_path / "eager").value,
                                rtol=1e-4, atol=1e-5)
+
+
+def test_a_run_resumed_on_another_processor_model_says_it_is_not_byte_identical(smoke_cfg, tmp_path, caplog):
+    here = loop.device_model(torch.device("cpu"))
+    assert train(smoke_cfg, tmp_path, should_stop=stop_after(16)) == "interrupted"
+    saved = load_checkpoint(tmp_path)
+    assert saved["device_model"] == here and read_status(tmp_path)["device_model"] == here
+    save_checkpoint(tmp_path, {**saved, "device_model": "Another CPU (AVX2)"})  # as if requeued onto another node type
+    with caplog.at_level("WARNING", logger=loop.__name__):
+        assert train(smoke_cfg, tmp_path) == "completed"
+    assert (f"resuming on {here} from a checkpoint written on Another CPU (AVX2): the run continues to float "
+            "tolerance") in caplog.text
+    caplog.clear()
+    # Resumed on the same model: nothing to say.
+    assert train(smoke_cfg, tmp_path / "same", should_stop=stop_after(16)) == "interrupted"
+    with caplog.at_level("WARNING", logger=loop.__name__):
+        assert train(smoke_cfg, tmp_path / "same") == "completed"
+    assert "resuming on" not in caplog.text

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import platform
+
 import torch
 
 from ..config.validation import ConfigError
@@ -18,3 +21,25 @@ def resolve_device(setting, key: str = "train.device") -> torch.device:
     if name not in ("cpu", "cuda"):
         raise ConfigError(f"{key}={name} is not allowed; allowed: auto, cpu, cuda")
     return torch.device(name)
+
+
+@functools.cache
+def device_model(device: torch.device) -> str:
+    """The processor behind a device, as far as it decides the kernels and so the last bits of
+    results: the GPU's name and compute capability, or the CPU's model and the vector instructions
+    PyTorch uses on it."""
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        return f"{torch.cuda.get_device_name(device)} (sm_{major}{minor})"
+    return f"{_cpu_model()} ({torch.backends.cpu.get_cpu_capability()})"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"

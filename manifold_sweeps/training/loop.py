@@ -48,7 +48,7 @@ from ..task.curriculum import Curriculum
 from ..task.generator import sample_batches
 from ..task.layout import TokenLayout, _name
 from .allocator import keep_freed_memory
-from .device import resolve_device
+from .device import device_model, resolve_device
 from .evaluation import build_eval_set, evaluate
 from .optimizers import PackedOptimizer, clip_grad_norm_per_run
 from .identity import other_run_refusal
@@ -309,6 +309,7 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
                 pid=os.getpid(),
                 slurm_job_id=_slurm_job_id(),
                 device=str(device),
+                device_model=device_model(device),
                 pack_size=P,
                 versions=library_versions(),
                 config_fingerprint=config_fingerprint(run.cfg),
@@ -517,6 +518,7 @@ def _checkpoint(runs, model, opt, step, loss_sum, loss_count, t_start) -> None:
                 "train_loss": {"sum": float(loss_sum[run.index]), "count": loss_count},
                 "wall_time_s": _wall(run, t_start),
                 "config": OmegaConf.to_container(run.cfg, resolve=True, enum_to_str=True),
+                "device_model": device_model(run.data_gen.device),
             },
         )
         run.status.update(last_step=step, wall_time_s=_wall(run, t_start), checkpoint_step=step)
@@ -542,6 +544,13 @@ def _resume(runs: list[Run], model: Transformer, opt: PackedOptimizer) -> int:
         run.resumed_loss = (s["train_loss"]["sum"], s["train_loss"]["count"])
     step = steps.pop()
     log.info("resuming from checkpoint at step %d", step)
+    here = device_model(runs[0].data_gen.device)
+    elsewhere = sorted({s["device_model"] for s in saved if s.get("device_model", here) != here})
+    if elsewhere:
+        # Kernels differ between processor models (vector widths, GPU architectures), and with them
+        # the last bits of every sum: the resumed run is the same computation, not the same bytes.
+        log.warning("resuming on %s from a checkpoint written on %s: the run continues to float tolerance, "
+                    "not byte-identical to an uninterrupted run on one machine", here, ", ".join(elsewhere))
     return step
 
 
