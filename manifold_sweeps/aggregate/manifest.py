@@ -127,10 +127,11 @@ def stale_reason(run_dirs: list[Path], tables_dir: Path) -> str | None:
     manifest = read_manifest(tables_dir)
     if manifest is None or not manifest.get("signature") or not (tables_dir / "runs.parquet").exists():
         return "are missing or were left half-written"
-    built_by, current = manifest.get("versions") or {}, table_versions(config_from_manifest(manifest, str(tables_dir)))
-    changed = sorted(name for name in {*built_by, *current} if built_by.get(name) != current.get(name))
+    built_by = manifest.get("versions")
     if not built_by:
         return "were built by an older version of manifold-sweeps (one that recorded no table versions)"
+    current = table_versions(config_from_manifest(manifest, str(tables_dir)))
+    changed = sorted(name for name in {*built_by, *current} if built_by.get(name) != current.get(name))
     if changed:
         return f"were built by another version of manifold-sweeps (tables changed since: {', '.join(changed)})"
     if manifest["running"]:

@@ -226,11 +226,12 @@ def aggregate(
     # A manifest without a signature while the tables are being replaced, the full one after them
     # all: tables left half-written read as stale, and keep their options for the rebuild (manifest.py).
     running = sorted(rid for rid, row in rows.items() if row["state"] == "running")
-    write_manifest(out, created_at, root, table_options(cfg), table_versions(cfg), None, len(run_dirs), running)
+    described = dict(created_at=created_at, root=root, options=table_options(cfg), versions=table_versions(cfg),
+                     n_runs=len(run_dirs), running=running)
+    write_manifest(out, signature=None, **described)
     for name in sorted(tables, key=lambda name: name == "runs"):
         write_table(out, name, tables[name], csv=name in csv)
-    write_manifest(out, created_at, root, table_options(cfg), table_versions(cfg), signature, len(run_dirs),
-                   running)  # last: it vouches for the tables
+    write_manifest(out, signature=signature, **described)  # last: it vouches for the tables
     pruned = cache.prune(run_dirs)
     if pruned:
         log(f"removed {pruned} cache entries of run directories that no longer exist from {cache.folder}")

@@ -37,8 +37,9 @@ def _positive(cfg: DictConfig, key: str, kind=int) -> None:
 
 
 @functools.lru_cache(maxsize=1)
-def _schema() -> DictConfig:
-    """Built once: it takes milliseconds, and a large sweep validates every job twice."""
+def schema() -> DictConfig:
+    """The config schema with its defaults, built once: it takes milliseconds, and a large sweep
+    validates every job twice. Merge onto it; never modify it."""
     return OmegaConf.structured(Config)
 
 
@@ -56,7 +57,7 @@ def _refuse_unknown_keys(cfg: DictConfig, schema: DictConfig, prefix: str = "") 
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first bad key; return None when the config is usable."""
-    _refuse_unknown_keys(cfg, _schema())
+    _refuse_unknown_keys(cfg, schema())
     task, model, opt, cur, train = cfg.task, cfg.model, cfg.optimizer, cfg.curriculum, cfg.train
 
     for key in ("train.steps", "train.batch_size", "train.snapshot_every", "train.eval_every",

@@ -22,8 +22,8 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ..config.schema import Config, ProbeConfig
-from ..config.validation import ConfigError, validate
+from ..config.schema import ProbeConfig
+from ..config.validation import ConfigError, schema, validate
 from ..rundir.atomic import atomic_path, write_text, write_torch
 from ..rundir.model_checkpoints import load_model_checkpoint, saved_checkpoint_steps
 from ..rundir.status import STATUS_FILE, read_status
@@ -71,7 +71,7 @@ def _merged(saved: dict, overrides: list[str]) -> DictConfig:
         raise ConfigError(f"{training[0]} is not allowed in the probe stage: {' and '.join(TRAINING_PROBE_KEYS)} "
                           "choose which checkpoints training saves, and the stage probes every saved one; "
                           "allowed: " + ", ".join(f"probe.{k}" for k in PROBE_STAGE_KEYS))
-    cfg = OmegaConf.merge(OmegaConf.structured(Config), saved)
+    cfg = OmegaConf.merge(schema(), saved)
     for override in overrides:
         try:
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([override]))
@@ -93,7 +93,7 @@ def check_overrides(overrides: Iterable[str]) -> None:
     """Refuse, before any run is touched, overrides that no run could take: unknown keys, training's
     keys, values of the wrong type, a probe.device this machine lacks. Ranges depend on each run
     (probe.layer on its model.n_layers): probe_config checks those per run."""
-    cfg = _merged(OmegaConf.to_container(OmegaConf.structured(Config)), list(overrides))
+    cfg = _merged(OmegaConf.to_container(schema()), list(overrides))
     resolve_device(cfg.probe.device, "probe.device")
 
 
