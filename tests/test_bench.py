@@ -170,10 +170,10 @@ def test_make_bench_quick_writes_every_figure(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "manifold_sweeps.bench", "--quick", "--out", str(tmp_path)],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "[1/6] training" in proc.stdout and "round 1/1" in proc.stdout  # progress is shown
+    assert "[1/7] training" in proc.stdout and "round 1/1" in proc.stdout  # progress is shown
     report = json.loads((tmp_path / "bench.json").read_text())
     assert report["quick"] and report["machine"]["cores"] >= 1
-    assert set(report["modules"]) == {"training", "packed", "commutator", "aggregation", "probes", "sweep"}
+    assert set(report["modules"]) == {"training", "packed", "snapshots", "commutator", "aggregation", "probes", "sweep"}
     assert not any("error" in figures for figures in report["modules"].values()), report["modules"]
     training, packed = report["modules"]["training"], report["modules"]["packed"]
     for preset in ("paper", "reference_code"):
@@ -193,8 +193,12 @@ def test_make_bench_quick_writes_every_figure(tmp_path):
         assert packed["versus_per_thread_speedup"] == pytest.approx(
             packed["versus_per_thread_packed_model_steps_per_s"] / packed["versus_per_thread_separate_model_steps_per_s"],
             rel=1e-2)
-    # the other stages' cost figures (their issues ask for them in make bench)
     modules = report["modules"]
+    snapshots = modules["snapshots"]
+    assert snapshots["snapshot_runs"] == 4 and snapshots["snapshot_write_ms_per_run"] > 0
+    assert snapshots["snapshot_synchronous_stall_ms"] > 0 and snapshots["snapshot_threaded_stall_ms"] > 0
+    assert snapshots["snapshot_loop_speed_while_writing"] > 0
+    # the other stages' cost figures (their issues ask for them in make bench)
     assert modules["commutator"]["commutator_overhead_pct"] > 0 and modules["commutator"]["commutator_files_mb"] > 0
     assert any(k.startswith("aggregate_") and k.endswith("_wall_s") for k in modules["aggregation"])
     assert any(k.startswith("probes_") and k.endswith("_run_wall_s") for k in modules["probes"])

@@ -31,7 +31,7 @@ from ..rundir.atomic import write_text
 from ..rundir.status import now_iso
 
 # Run in this order; each name is a module of this package.
-MODULES = ("training", "packed", "commutator", "aggregation", "probes", "sweep")
+MODULES = ("training", "packed", "snapshots", "commutator", "aggregation", "probes", "sweep")
 
 
 def machine() -> dict:

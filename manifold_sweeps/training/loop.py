@@ -10,7 +10,8 @@ Per step s (weights after s updates), in this order:
     commutator.every) -> stop at train.steps -> optimizer reset at a sequential stage boundary
     -> forward/backward/update
 A checkpoint at s is taken before s's snapshot and evaluation, so a resumed run redoes them
-identically and its files match an uninterrupted run's.
+identically and its files match an uninterrupted run's. Snapshots are written to disk by a writer
+thread while training goes on (snapshots.py); checkpoints and commutator measurements wait for it.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from .optimizers import PackedOptimizer, clip_grad_norm_per_run
 from .identity import other_run_refusal
 from .packing import check_packable, config_fingerprint
 from .progress import Progress
+from .snapshots import SnapshotWriter
 
 log = logging.getLogger(__name__)
 
@@ -335,16 +337,17 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
     # Read once: a config lookup costs microseconds, and the loop below runs for every step.
     checkpoint_every, eval_every = int(cfg0.train.checkpoint_every), int(cfg0.train.eval_every)
     planned_set = set(planned)
+    snapshots = SnapshotWriter()
     step = start
     try:
         while True:
             # --- checkpoint: the state after `step` updates -----------------------------------------
             if step > start and step % checkpoint_every == 0:
                 _check_divergence(runs, nonfinite, step, params)
-                _checkpoint(runs, model, opt, step, loss_sum, loss_count, t_start)
+                _checkpoint(runs, model, opt, step, loss_sum, loss_count, t_start, snapshots)
             if should_stop():
                 _check_divergence(runs, nonfinite, step, params)
-                _checkpoint(runs, model, opt, step, loss_sum, loss_count, t_start)
+                _checkpoint(runs, model, opt, step, loss_sum, loss_count, t_start, snapshots)
                 for run in runs:
                     if run.active:
                         run.state = "interrupted"
@@ -356,10 +359,9 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
             # --- snapshot and evaluation ----------------------------------------------------------
             if step in planned_set:
                 _check_divergence(runs, nonfinite, step, params)
-                snap = torch.stack([w.detach() for w in mats], dim=1).cpu().numpy()  # (P, L*4, d, d)
-                for run in runs:
-                    if run.active:
-                        run.trajectory.append(step, snap[run.index].reshape(shape.n_layers, 4, shape.d_model, shape.d_model))
+                weights = torch.stack([w.detach() for w in mats], dim=1)  # a copy: (P, L*4, d, d)
+                snapshots.submit(step, weights.view(P, shape.n_layers, 4, shape.d_model, shape.d_model),
+                                 [(run.index, run.trajectory) for run in runs if run.active])
             # --- model-only checkpoints for the probe stage: kept, unlike checkpoint.pt. Like the
             # snapshot, the one at a resume step is taken after resuming, so a resumed run has them all.
             if any(step in s for s in probe_steps):
@@ -392,6 +394,7 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
             # taken so far -------------------------------------------------------------------------
             if commutators is not None and commutators.due(step):
                 _check_divergence(runs, nonfinite, step, params)
+                snapshots.wait()  # the causal basis reads every snapshot so far
                 commutators.measure(step, model, [r.trajectory.data[: r.trajectory.count] if r.active else None for r in runs])
             if step >= total or not any(r.active for r in runs):
                 break
@@ -425,7 +428,7 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
         # --- finish -------------------------------------------------------------------------------
         if step >= total:
             _check_divergence(runs, nonfinite, step, params)
-            _checkpoint(runs, model, opt, step, loss_sum, loss_count, t_start)
+            _checkpoint(runs, model, opt, step, loss_sum, loss_count, t_start, snapshots)
             for run in runs:
                 if run.active:
                     run.state = "completed"
@@ -433,9 +436,12 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
                     log.info("%s completed %d steps in %.1f s", run.dir, step, _wall(run, t_start))
         for run in runs:
             run.metrics.flush()
+        snapshots.wait()
     except BaseException as err:
         _fail(runs, err, t_start, step)
         raise
+    finally:
+        snapshots.close()
     return [run.state for run in runs]
 
 
@@ -501,7 +507,8 @@ def _diverge(run: Run, step: int, what: str) -> None:
     run.status.update(state="diverged", last_step=step, error=msg, ended_at=now_iso())
 
 
-def _checkpoint(runs, model, opt, step, loss_sum, loss_count, t_start) -> None:
+def _checkpoint(runs, model, opt, step, loss_sum, loss_count, t_start, snapshots: SnapshotWriter) -> None:
+    snapshots.wait()  # the checkpoint records each trajectory's length
     for run in runs:
         if not run.active:
             continue
