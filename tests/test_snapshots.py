@@ -13,7 +13,7 @@ from manifold_sweeps.rundir.commutators import COMMUTATORS_FILE
 from manifold_sweeps.rundir.status import read_status
 from manifold_sweeps.rundir.trajectory import TrajectoryWriter, load_trajectory
 from manifold_sweeps.training.loop import train
-from manifold_sweeps.training.snapshots import SnapshotWriter
+from manifold_sweeps.training.snapshots import ResidentSnapshots, SnapshotWriter
 
 from .conftest import compose_config
 from .test_training import stop_after
@@ -118,3 +118,30 @@ def test_checkpoints_and_commutators_see_every_snapshot_taken_before_them_howeve
         assert (tmp_path / "fast" / name).read_bytes() == (tmp_path / "slow" / name).read_bytes(), name
     assert load_checkpoint(tmp_path / "slow")["trajectory_count"] == 9  # steps 0, 5, ..., 40
     assert load_trajectory(tmp_path / "slow").steps.tolist() == list(range(0, 41, 5))
+
+
+@pytest.mark.parametrize("n_polls", [None, 28])  # whole, and interrupted at step 27 then resumed
+def test_commutators_from_snapshots_kept_on_the_device_match_those_read_from_the_files(tmp_path, monkeypatch, n_polls):
+    """On a GPU with room the snapshots stay resident for the commutator basis (never on a CPU, whose
+    page cache holds the files); forced here on the CPU, every file is byte for byte the same."""
+    cfg = compose_config("experiment=smoke", "train.snapshot_every=5", "train.checkpoint_every=10",
+                         "commutator.every=10", "commutator.samples=2", "commutator.save_deltas=all")
+    assert not ResidentSnapshots.fits(torch.device("cpu"), 1)
+    train(cfg, tmp_path / "files")
+    stored = []
+    real_store = ResidentSnapshots.store
+
+    def store(self, row, matrices):
+        stored.append(row)
+        return real_store(self, row, matrices)
+
+    monkeypatch.setattr(ResidentSnapshots, "fits", staticmethod(lambda device, nbytes: True))
+    monkeypatch.setattr(ResidentSnapshots, "store", store)
+    if n_polls:
+        assert train(cfg, tmp_path / "resident", should_stop=stop_after(n_polls)) == "interrupted"
+        stored.clear()
+    assert train(cfg, tmp_path / "resident") == "completed"
+    # a resumed run's earlier snapshots come from its files; later ones are the resident rows themselves
+    assert stored == list(range(6 if n_polls else 0, 9))
+    for name in ("trajectory.npy", "trajectory_steps.npy", COMMUTATORS_FILE, "commutator_deltas.npy"):
+        assert (tmp_path / "files" / name).read_bytes() == (tmp_path / "resident" / name).read_bytes(), name

@@ -38,7 +38,8 @@ def top_directions(snapshots: torch.Tensor, k: int) -> torch.Tensor:
 def trajectory_basis(blocks: Sequence[np.ndarray], k: int,
                      device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """blocks: each attention matrix's snapshots, (n, d, d), in trajectory order (layer-major, then
-    W_Q, W_K, W_V, W_O); memory-mapped arrays are read one matrix at a time.
+    W_Q, W_K, W_V, W_O): arrays (memory-mapped ones are read one matrix at a time), or tensors
+    already on `device` (the training loop's resident snapshots, training/snapshots.py).
 
     Returns basis (n_blocks, d*d, k) float64 on `device`, with zero columns where a block has fewer
     than k directions, and dims (n_blocks,) int64: each block's number of directions. On a GPU the
@@ -51,8 +52,11 @@ def trajectory_basis(blocks: Sequence[np.ndarray], k: int,
     dims = torch.zeros(len(blocks), dtype=torch.int64)
     host = torch.device(device).type == "cpu"
     for b, snapshots in enumerate(blocks):
-        x = np.array(snapshots, dtype=np.float64 if host else np.float32).reshape(len(snapshots), size)  # (n, d*d)
-        v = top_directions(torch.from_numpy(x).to(device), k)
+        if isinstance(snapshots, torch.Tensor):
+            x = snapshots.reshape(len(snapshots), size)
+        else:
+            x = torch.from_numpy(np.array(snapshots, dtype=np.float64 if host else np.float32).reshape(len(snapshots), size))
+        v = top_directions(x.to(device), k)  # x: (n, d*d)
         basis[b, :, : v.shape[1]] = v
         dims[b] = v.shape[1]
     return basis, dims

@@ -89,11 +89,12 @@ class CommutatorProbe:
     def due(self, step: int) -> bool:
         return self.every > 0 and step % self.every == 0
 
-    def measure(self, step: int, model: Transformer, snapshots: list[np.ndarray | None]) -> None:
+    def measure(self, step: int, model: Transformer, snapshots: list[np.ndarray | torch.Tensor | None]) -> None:
         """Measure at the model's current weights (after `step` updates) and record every run's samples.
 
-        snapshots[p]: run p's trajectory so far, (n, n_layers, 4, d, d) (a memory-mapped view is
-        fine: it is read one matrix at a time); None for a run that has stopped (not recorded).
+        snapshots[p]: run p's trajectory so far, (n, n_layers, 4, d, d): an array (a memory-mapped
+        view is fine: it is read one matrix at a time) or a tensor on the training device; None for a
+        run that has stopped (not recorded).
         """
         gens = [(generator(r.seed, f"commutator/step={step}", self.device), generator(r.seed, f"commutator/step={step}/m"))
                 for r in self.runs]
@@ -114,7 +115,7 @@ class CommutatorProbe:
         if defects:
             log.info("commutators at step %d: median D %.4g over %d samples", step, float(np.median(defects)), len(defects))
 
-    def _record(self, run: _RunProbe, step: int, snapshots: np.ndarray, ms: list[tuple[int, int]],
+    def _record(self, run: _RunProbe, step: int, snapshots: np.ndarray | torch.Tensor, ms: list[tuple[int, int]],
                 results: list[dict], deltas: torch.Tensor) -> list[dict]:
         """Project one run's samples onto its causal basis and write its records; deltas (S, L*4, d*d)."""
         blocks = [snapshots[:, layer, j] for layer in range(self.n_layers) for j in range(len(MATRICES))]

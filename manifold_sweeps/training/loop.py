@@ -16,6 +16,7 @@ thread while training goes on (snapshots.py); checkpoints and commutator measure
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 import math
@@ -55,7 +56,7 @@ from .optimizers import PackedOptimizer, clip_grad_norm_per_run
 from .identity import other_run_refusal
 from .packing import check_packable, config_fingerprint
 from .progress import Progress
-from .snapshots import SnapshotWriter
+from .snapshots import ResidentSnapshots, SnapshotWriter
 
 log = logging.getLogger(__name__)
 
@@ -320,9 +321,15 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
                 ended_at=None,
                 wall_time_s=run.wall_before,
             )
-        commutators = None
+        commutators, resident = None, None
         if int(cfg0.commutator.every):
             commutators = CommutatorProbe([r.cfg for r in runs], [r.dir for r in runs], device, start)
+            nbytes = ResidentSnapshots.nbytes(len(planned), P, shape.n_layers, shape.d_model)
+            if ResidentSnapshots.fits(device, nbytes):
+                resident = ResidentSnapshots(len(planned), P, shape.n_layers, shape.d_model, device)
+                for run in runs:
+                    resident.load(run.index, run.trajectory.data[: run.trajectory.count])
+                log.info("snapshots kept on %s for the commutator measurements (%.1f GB)", device, nbytes / 1e9)
         log.info("training %d run(s) on %s from step %d to %d (%d parameters per run)",
                  P, device, start, total, sum(p[0].numel() for p in params))
     except BaseException as err:
@@ -336,7 +343,7 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
     progress = Progress(total, start, float(cfg0.train.progress_every_s), log)
     # Read once: a config lookup costs microseconds, and the loop below runs for every step.
     checkpoint_every, eval_every = int(cfg0.train.checkpoint_every), int(cfg0.train.eval_every)
-    planned_set = set(planned)
+    planned_row = {s: i for i, s in enumerate(planned)}
     snapshots = SnapshotWriter()
     step = start
     try:
@@ -357,9 +364,12 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
                 log.warning(f"stop requested: checkpointed at step {step}; {_resume_hint(runs[0].dir)}")
                 break
             # --- snapshot and evaluation ----------------------------------------------------------
-            if step in planned_set:
+            if step in planned_row:
                 _check_divergence(runs, nonfinite, step, params)
-                weights = torch.stack([w.detach() for w in mats], dim=1)  # a copy: (P, L*4, d, d)
+                if resident is not None:
+                    weights = resident.store(planned_row[step], [w.detach() for w in mats])
+                else:  # a copy: (P, L*4, d, d)
+                    weights = torch.stack([w.detach() for w in mats], dim=1)
                 snapshots.submit(step, weights.view(P, shape.n_layers, 4, shape.d_model, shape.d_model),
                                  [(run.index, run.trajectory) for run in runs if run.active])
             # --- model-only checkpoints for the probe stage: kept, unlike checkpoint.pt. Like the
@@ -394,8 +404,13 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
             # taken so far -------------------------------------------------------------------------
             if commutators is not None and commutators.due(step):
                 _check_divergence(runs, nonfinite, step, params)
-                snapshots.wait()  # the causal basis reads every snapshot so far
-                commutators.measure(step, model, [r.trajectory.data[: r.trajectory.count] if r.active else None for r in runs])
+                if resident is not None:  # every active run has every snapshot planned up to here
+                    taken = bisect.bisect_right(planned, step)
+                    so_far = [resident.of_run(r.index, taken) if r.active else None for r in runs]
+                else:
+                    snapshots.wait()  # the causal basis reads every snapshot so far from the files
+                    so_far = [r.trajectory.data[: r.trajectory.count] if r.active else None for r in runs]
+                commutators.measure(step, model, so_far)
             if step >= total or not any(r.active for r in runs):
                 break
             # --- schedule: optimizer resets at sequential stage boundaries -------------------------
