@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from manifold_sweeps.rundir.atomic import atomic_path, write_text
+from manifold_sweeps.rundir.metrics import METRICS_FILE, MetricsLog, load_metrics
 from manifold_sweeps.rundir.status import STALE_AFTER_S, StatusWriter, effective_state, read_status
 from manifold_sweeps.rundir.trajectory import Trajectory, TrajectoryWriter
 
@@ -62,3 +63,23 @@ def test_states_of_runs_that_stopped_without_saying_so(tmp_path):
     assert effective_state(status, now=1000.0 + STALE_AFTER_S * 2) == "interrupted"
     (tmp_path / "status.json").write_text("{not json")
     assert effective_state(read_status(tmp_path)) == "unreadable"
+
+
+def test_metrics_are_rewritten_only_with_new_rows_and_a_resume_drops_the_later_ones(tmp_path):
+    log = MetricsLog(tmp_path)
+    for step in (0, 10, 20):
+        log.add(step, "eval_loss", 1.0 / (step + 1), m=1)
+    log.flush()
+    inode = os.stat(tmp_path / METRICS_FILE).st_ino
+    log.flush()  # nothing new: the file stays as it is
+    assert os.stat(tmp_path / METRICS_FILE).st_ino == inode
+
+    log.add(30, "eval_loss", 0.5, m=1)
+    log.flush_if_older(3600)  # written less than an hour ago: not yet
+    assert load_metrics(tmp_path).step.tolist() == [0, 10, 20]
+    log.flush_if_older(0)
+    assert load_metrics(tmp_path).step.tolist() == [0, 10, 20, 30]
+
+    resumed = MetricsLog(tmp_path, keep_before_step=20)  # from a checkpoint at step 20
+    resumed.flush()  # no rows added, but the file still holds steps 20 and 30
+    assert load_metrics(tmp_path).step.tolist() == [0, 10]

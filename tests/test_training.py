@@ -12,6 +12,7 @@ from manifold_sweeps.app import resume_groups, run_pack
 from manifold_sweeps.config.validation import ConfigError
 from manifold_sweeps.rundir.checkpoint import load_checkpoint, save_checkpoint
 from manifold_sweeps.rundir.lock import LOCK_NAME, RunDirBusy
+from manifold_sweeps.rundir import metrics as metrics_module
 from manifold_sweeps.rundir.metrics import load_metrics
 from manifold_sweeps.rundir.status import StatusWriter, read_status
 from manifold_sweeps.rundir.trajectory import load_trajectory
@@ -322,6 +323,21 @@ def test_a_gpu_the_machine_lacks_fails_the_run_and_is_recorded(tmp_path):
         train(cfg, tmp_path)
     status = read_status(tmp_path)
     assert status["state"] == "failed" and "allowed here: auto, cpu" in status["error"]
+
+
+def test_progress_lines_rewrite_the_metrics_at_most_once_a_heartbeat_and_checkpoints_keep_them_current(tmp_path, monkeypatch):
+    """A rewrite of metrics.parquet grows with the run (13 ms per run late in `paper`): a pack does not
+    redo it for every run on every progress line, only once per heartbeat interval when rows are new."""
+    writes = []
+    real = metrics_module._frame
+    monkeypatch.setattr(metrics_module, "_frame", lambda rows: (writes.append(len(rows)), real(rows))[1])
+    cfg = compose_config("experiment=smoke", "train.progress_every_s=0.0001")  # a progress line every step
+    assert train(cfg, tmp_path) == "completed"
+    # 8 rows per evaluation (2 m x loss, accuracy, 2 entropies) plus train_loss from the second on. The
+    # first progress line writes eval 0's; the checkpoint at 20 comes before that step's evaluation
+    # and finds nothing new; step 40's periodic checkpoint writes eval 20's, the final one eval 40's.
+    assert writes == [8, 17, 26]
+    assert sorted(load_metrics(tmp_path).step.unique()) == [0, 20, 40]
 
 
 def test_a_crash_is_recorded_as_failed_with_its_error(smoke_cfg, tmp_path, monkeypatch):

@@ -9,12 +9,17 @@ per-layer), value (float64). Metrics written by training:
     attention_entropy  entropy (nats) of the readout position's attention row in `layer`,
                        mean over heads and held-out examples of that m
 
-The file is rewritten atomically (whole) on every flush.
+The file is rewritten atomically (whole) on a flush that has rows to add. Training flushes at every
+checkpoint (which needs the rows before it on disk), when a run ends, and on progress lines at most
+once a minute: a rewrite costs 6 to 9 ms at the end of a `paper` run (697 rows), so a 120-run pack
+rewriting every run's file on every 10 s progress line stood still for 7% to 11% of its time late
+in training.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -43,6 +48,10 @@ class MetricsLog:
         """Opens the run's metrics; with keep_before_step, rows from that step on are dropped (resume)."""
         self.path = Path(run_dir) / METRICS_FILE
         self.rows: list[dict] = []
+        # Rows are only ever appended, so their count tells whether the file is behind. None: the
+        # file is not known to hold these rows (a resume drops the file's rows from its step on).
+        self._written: int | None = None
+        self._written_at = float("-inf")
         if keep_before_step is not None and self.path.exists():
             old = load_metrics(run_dir)
             old = old[old["step"] < keep_before_step]
@@ -54,5 +63,14 @@ class MetricsLog:
         self.rows.append({"step": int(step), "metric": metric, "m": m, "layer": layer, "value": float(value)})
 
     def flush(self) -> None:
+        """Write the file if it lacks rows."""
+        if self._written == len(self.rows):
+            return
         with atomic_path(self.path) as tmp:
             _frame(self.rows).to_parquet(tmp, index=False)
+        self._written, self._written_at = len(self.rows), time.monotonic()
+
+    def flush_if_older(self, seconds: float) -> None:
+        """flush(), if the last write is at least `seconds` old (cheap to call on every progress line)."""
+        if time.monotonic() - self._written_at >= seconds:
+            self.flush()

@@ -43,7 +43,7 @@ from ..rundir.checkpoint import load_checkpoint, save_checkpoint
 from ..rundir.lock import hold_run_dirs
 from ..rundir.metrics import MetricsLog
 from ..rundir.model_checkpoints import planned_checkpoint_steps, save_model_checkpoint
-from ..rundir.status import StatusWriter, library_versions, now_iso, read_status
+from ..rundir.status import HEARTBEAT_S, StatusWriter, library_versions, now_iso, read_status
 from ..rundir.trajectory import TrajectoryWriter
 from ..seeding import generator, stream_seed
 from ..task.curriculum import Curriculum
@@ -438,7 +438,7 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
                 for run in runs:
                     if run.active:
                         run.status.heartbeat(last_step=step, wall_time_s=_wall(run, t_start))
-                        run.metrics.flush()
+                        run.metrics.flush_if_older(HEARTBEAT_S)
 
         # --- finish -------------------------------------------------------------------------------
         if step >= total:
