@@ -3,6 +3,7 @@ commutator measurements wait for it."""
 
 import threading
 import time
+from functools import partial
 
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ from manifold_sweeps.rundir.commutators import COMMUTATORS_FILE
 from manifold_sweeps.rundir.status import read_status
 from manifold_sweeps.rundir.trajectory import TrajectoryWriter, load_trajectory
 from manifold_sweeps.training.loop import train
-from manifold_sweeps.training.snapshots import ResidentSnapshots, SnapshotWriter
+from manifold_sweeps.training.background_writer import BackgroundWriter
+from manifold_sweeps.training.snapshots import ResidentSnapshots, write_snapshot
 
 from .conftest import compose_config
 from .test_training import stop_after
@@ -38,9 +40,9 @@ def snapshot(value: float, runs: int = 2) -> torch.Tensor:
 
 
 def test_submit_returns_while_the_row_is_written_and_wait_returns_once_it_is():
-    writer, target = SnapshotWriter(), GatedTrajectory()
+    writer, target = BackgroundWriter(), GatedTrajectory()
     try:
-        writer.submit(0, snapshot(1.0), [(1, target)])  # returns with the write blocked behind the gate
+        writer.submit(partial(write_snapshot, 0, snapshot(1.0), [(1, target)]))  # returns with the write blocked behind the gate
         assert target.started.wait(timeout=30) and target.rows == []
         done = threading.Event()
         waiter = threading.Thread(target=lambda: (writer.wait(), done.set()))
@@ -56,12 +58,12 @@ def test_submit_returns_while_the_row_is_written_and_wait_returns_once_it_is():
 
 
 def test_one_snapshot_waits_behind_the_one_being_written_and_a_third_blocks_the_loop():
-    writer, target = SnapshotWriter(), GatedTrajectory()
+    writer, target = BackgroundWriter(), GatedTrajectory()
     try:
-        writer.submit(0, snapshot(0.0), [(0, target)])
+        writer.submit(partial(write_snapshot, 0, snapshot(0.0), [(0, target)]))
         assert target.started.wait(timeout=30)
-        writer.submit(1, snapshot(1.0), [(0, target)])  # queued
-        third = threading.Thread(target=writer.submit, args=(2, snapshot(2.0), [(0, target)]))
+        writer.submit(partial(write_snapshot, 1, snapshot(1.0), [(0, target)]))  # queued
+        third = threading.Thread(target=writer.submit, args=(partial(write_snapshot, 2, snapshot(2.0), [(0, target)]),))
         third.start()
         third.join(timeout=0.2)
         assert third.is_alive()  # bounded memory: the loop waits for the disk
@@ -77,13 +79,13 @@ def test_one_snapshot_waits_behind_the_one_being_written_and_a_third_blocks_the_
 
 def test_a_failed_write_is_raised_by_the_next_wait_and_submit_and_later_rows_are_not_written(tmp_path):
     trajectory = TrajectoryWriter(tmp_path, [0, 10, 20], n_layers=1, d_model=2)
-    writer = SnapshotWriter()
+    writer = BackgroundWriter()
     try:
-        writer.submit(10, snapshot(1.0), [(0, trajectory)])  # step 0 was planned first
-        with pytest.raises(RuntimeError, match="writing a weight snapshot failed: snapshot at step 10 was not planned"):
+        writer.submit(partial(write_snapshot, 10, snapshot(1.0), [(0, trajectory)]))  # step 0 was planned first
+        with pytest.raises(RuntimeError, match="writing to a run directory failed: snapshot at step 10 was not planned"):
             writer.wait()
-        with pytest.raises(RuntimeError, match="writing a weight snapshot failed"):
-            writer.submit(0, snapshot(2.0), [(0, trajectory)])
+        with pytest.raises(RuntimeError, match="writing to a run directory failed"):
+            writer.submit(partial(write_snapshot, 0, snapshot(2.0), [(0, trajectory)]))
     finally:
         writer.close()
     assert trajectory.count == 0 and len(load_trajectory(tmp_path)) == 0
@@ -94,7 +96,7 @@ def test_a_run_whose_snapshot_cannot_be_written_fails_with_the_reason(tmp_path, 
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(TrajectoryWriter, "append", full_disk)
-    with pytest.raises(RuntimeError, match="writing a weight snapshot failed"):
+    with pytest.raises(RuntimeError, match="writing to a run directory failed"):
         train(compose_config("experiment=smoke"), tmp_path)
     status = read_status(tmp_path)
     assert status["state"] == "failed" and "No space left on device" in status["error"]
@@ -145,3 +147,34 @@ def test_commutators_from_snapshots_kept_on_the_device_match_those_read_from_the
     assert stored == list(range(6 if n_polls else 0, 9))
     for name in ("trajectory.npy", "trajectory_steps.npy", COMMUTATORS_FILE, "commutator_deltas.npy"):
         assert (tmp_path / "files" / name).read_bytes() == (tmp_path / "resident" / name).read_bytes(), name
+
+
+def test_the_probe_hands_its_files_to_the_writer_and_the_loop_writes_them_on_its_writer_thread(tmp_path, monkeypatch):
+    from manifold_sweeps.commutator.probe import CommutatorProbe
+    from manifold_sweeps.model.transformer import ModelShape, Transformer
+    from manifold_sweeps.rundir.commutators import CommutatorLog, DeltaWriter, load_commutators, load_deltas
+
+    cfg = compose_config("experiment=smoke", "commutator.every=10", "commutator.samples=2")
+    model = Transformer(ModelShape.from_config(cfg))
+    model.init_run_(0, 0)
+    snapshots = np.random.default_rng(0).standard_normal((3, 2, 4, 16, 16)).astype(np.float32)
+    handed = []
+    CommutatorProbe([cfg], [tmp_path / "probe"], torch.device("cpu")).measure(10, model, [snapshots], handed.append)
+    assert len(handed) == 1 and load_commutators(tmp_path / "probe").empty  # nothing written yet
+    handed[0]()
+    assert load_commutators(tmp_path / "probe").step.tolist() == [10, 10]
+    index, _ = load_deltas(tmp_path / "probe")  # save_deltas=median: one sample of the measurement
+    assert index[:, 0].tolist() == [10]
+
+    threads = set()
+    for cls, name in ((CommutatorLog, "flush"), (DeltaWriter, "append"), (TrajectoryWriter, "append")):
+        real = getattr(cls, name)
+
+        def on_thread(self, *args, real=real, name=f"{cls.__name__}.{name}"):
+            threads.add((name, threading.current_thread().name))
+            return real(self, *args)
+
+        monkeypatch.setattr(cls, name, on_thread)
+    assert train(cfg, tmp_path / "run") == "completed"
+    assert threads == {("CommutatorLog.flush", "run-file-writer"), ("DeltaWriter.append", "run-file-writer"),
+                       ("TrajectoryWriter.append", "run-file-writer")}

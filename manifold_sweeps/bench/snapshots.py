@@ -1,6 +1,7 @@
 """Cost of weight snapshots to the training loop, for a pack of the `paper` preset's shape.
 
-A snapshot of a P-run pack is written into every run's trajectory files (training/snapshots.py).
+A snapshot of a P-run pack is written into every run's trajectory files (training/snapshots.py,
+training/background_writer.py).
 Timed in turn, on the training device, into fresh trajectory files in a temporary directory:
 - synchronous: the loop copies the weights to the host and writes every run's row itself, as it did
   before the writer thread: the loop stands still for all of it;
@@ -17,6 +18,7 @@ ratio of small operations per second while writing and while idle).
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import threading
 import time
@@ -26,7 +28,8 @@ import torch
 
 from ..rundir.trajectory import TrajectoryWriter
 from ..training.allocator import keep_freed_memory
-from ..training.snapshots import SnapshotWriter
+from ..training.background_writer import BackgroundWriter
+from ..training.snapshots import write_snapshot
 from .runs import bench_device, compose_config
 from .timing import interleaved, median, median_ratio
 
@@ -53,7 +56,7 @@ def run(quick: bool = False) -> dict:
             for way in ("synchronous", "threaded")
         }
         rows = {"synchronous": 0, "threaded": 0}
-        writer = SnapshotWriter()
+        writer = BackgroundWriter()
         write_s, busy_rates = [], []
 
         def snapshot() -> torch.Tensor:
@@ -71,7 +74,7 @@ def run(quick: bool = False) -> dict:
         def threaded() -> float:
             step = planned[rows["threaded"]]
             t0 = time.perf_counter()
-            writer.submit(step, snapshot(), list(enumerate(trajectories["threaded"])))
+            writer.submit(functools.partial(write_snapshot, step, snapshot(), list(enumerate(trajectories["threaded"]))))
             stall = time.perf_counter() - t0
             written = threading.Event()
             waiter = threading.Thread(target=lambda: (writer.wait(), written.set()))

@@ -15,10 +15,12 @@ run measures exactly as an uninterrupted one with no generator state in its chec
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -89,12 +91,14 @@ class CommutatorProbe:
     def due(self, step: int) -> bool:
         return self.every > 0 and step % self.every == 0
 
-    def measure(self, step: int, model: Transformer, snapshots: list[np.ndarray | torch.Tensor | None]) -> None:
+    def measure(self, step: int, model: Transformer, snapshots: list[np.ndarray | torch.Tensor | None],
+                write: Callable[[Callable[[], None]], None] = lambda files: files()) -> None:
         """Measure at the model's current weights (after `step` updates) and record every run's samples.
 
         snapshots[p]: run p's trajectory so far, (n, n_layers, 4, d, d): an array (a memory-mapped
         view is fine: it is read one matrix at a time) or a tensor on the training device; None for a
-        run that has stopped (not recorded).
+        run that has stopped (not recorded). `write` is handed one callable that writes every run's
+        files (records and deltas): the training loop gives it to its background writer.
         """
         gens = [(generator(r.seed, f"commutator/step={step}", self.device), generator(r.seed, f"commutator/step={step}/m"))
                 for r in self.runs]
@@ -107,17 +111,24 @@ class CommutatorProbe:
             results.append(measure_pair(model, batch_a, batch_b, self.eta, self.dtype))
         deltas = torch.stack([r.delta_attention for r in results])  # (S, P, L*4, d*d), on the device
         columns = [_per_run(r) for r in results]  # [sample][run]
-        defects = []
+        defects, files = [], []
         for p, run in enumerate(self.runs):
             if snapshots[p] is not None:
-                rows = self._record(run, step, snapshots[p], [m[p] for m in ms], [c[p] for c in columns], deltas[:, p])
+                rows, saved = self._record(run, step, snapshots[p], [m[p] for m in ms], [c[p] for c in columns], deltas[:, p])
                 defects += [row["defect"] for row in rows]
+                files.append((run, rows, saved))
+        if files:
+            write(functools.partial(self._write_files, step, files))
         if defects:
             log.info("commutators at step %d: median D %.4g over %d samples", step, float(np.median(defects)), len(defects))
 
     def _record(self, run: _RunProbe, step: int, snapshots: np.ndarray | torch.Tensor, ms: list[tuple[int, int]],
-                results: list[dict], deltas: torch.Tensor) -> list[dict]:
-        """Project one run's samples onto its causal basis and write its records; deltas (S, L*4, d*d)."""
+                results: list[dict], deltas: torch.Tensor) -> tuple[list[dict], tuple[list[int], torch.Tensor] | None]:
+        """Project one run's samples onto its causal basis; deltas (S, L*4, d*d).
+
+        Returns its records and the deltas it keeps: (samples, (len(samples), L*4, d*d) on the device),
+        or None when it keeps none.
+        """
         blocks = [snapshots[:, layer, j] for layer in range(self.n_layers) for j in range(len(MATRICES))]
         # The basis on the training device; the random bases drawn on the CPU, from the stream the
         # aggregation's `_final` rows use too (commutator/tables.py), and moved there.
@@ -130,14 +141,19 @@ class CommutatorProbe:
              **{name: float(value[s]) for name, value in stats.items()}}
             for s in range(self.samples)
         ]
-        run.records.add(rows)
-        run.records.flush()
-        if run.deltas is not None:
-            keep = self._saved_samples([row["defect"] for row in rows])
-            d = self.d_model
-            saved = deltas[keep].float().cpu().numpy()
-            run.deltas.append(step, keep, saved.reshape(len(keep), self.n_layers, len(MATRICES), d, d))
-        return rows
+        if run.deltas is None:
+            return rows, None
+        keep = self._saved_samples([row["defect"] for row in rows])
+        return rows, (keep, deltas[keep].float())
+
+    def _write_files(self, step: int, files: list[tuple[_RunProbe, list[dict], tuple[list[int], torch.Tensor] | None]]) -> None:
+        d = self.d_model
+        for run, rows, saved in files:
+            run.records.add(rows)
+            run.records.flush()
+            if saved is not None:
+                keep, deltas = saved
+                run.deltas.append(step, keep, deltas.cpu().numpy().reshape(len(keep), self.n_layers, len(MATRICES), d, d))
 
     def _draw(self, step: int, gens: list[tuple[torch.Generator, torch.Generator]]):
         """Every run's m from the curriculum's distribution at `step` and its batch: (ms, (tokens, labels))."""

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_path, preallocate_npy, write_bytes, write_text
+from .atomic import atomic_path, preallocate_npy, write_bytes, write_rows, write_text
 from .trajectory import _npy_bytes
 
 COMMUTATORS_FILE = "commutators.parquet"
@@ -100,7 +100,7 @@ class DeltaWriter:
         else:
             preallocate_npy(path, shape)
             self.index = []
-        self.data = np.load(path, mmap_mode="r+")
+        self.data = np.load(path, mmap_mode="r")  # written by write_rows
         self._write_index()
 
     def append(self, step: int, samples: list[int], deltas: np.ndarray) -> None:
@@ -108,8 +108,7 @@ class DeltaWriter:
         i, j = len(self.index), len(samples)
         if i + j > len(self.data):
             raise ValueError(f"{self.dir / DELTAS_FILE} holds {len(self.data)} rows; no room for step {step}")
-        self.data[i : i + j] = deltas
-        self.data.flush()
+        write_rows(self.data, deltas, i)
         self.index += [(int(step), int(s)) for s in samples]
         self._write_index()
 

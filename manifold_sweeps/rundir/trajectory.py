@@ -22,10 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import preallocate_npy, write_bytes, write_text
-
-# macOS has no fdatasync.
-_sync_data = getattr(os, "fdatasync", os.fsync)
+from .atomic import preallocate_npy, write_bytes, write_rows, write_text
 
 TRAJECTORY_FILE = "trajectory.npy"
 STEPS_FILE = "trajectory_steps.npy"
@@ -60,12 +57,7 @@ class TrajectoryWriter:
             self.steps = []
             self._write_steps()
             write_text(self.dir / META_FILE, json.dumps(meta) + "\n")
-        # Rows are read through the map (the commutator basis) and written with pwrite, which shares the
-        # map's page cache: the system calls release the GIL, so a writer thread leaves the training
-        # loop running (training/snapshots.py), and a row costs 2.7 ms instead of 3.4 ms through the
-        # map (copy, msync) on local ext4.
-        self.data = np.load(path, mmap_mode="r")
-        self._path = path
+        self.data = np.load(path, mmap_mode="r")  # read by the commutator basis; written by write_rows
 
     @property
     def count(self) -> int:
@@ -76,18 +68,7 @@ class TrajectoryWriter:
         i = len(self.steps)
         if i >= len(self.planned_steps) or self.planned_steps[i] != step:
             raise ValueError(f"snapshot at step {step} was not planned next (row {i})")
-        row = np.ascontiguousarray(matrices, dtype=np.float32)
-        if row.shape != self.data.shape[1:]:
-            raise ValueError(f"snapshot at step {step} has shape {row.shape}, expected {self.data.shape[1:]}")
-        fd = os.open(self._path, os.O_WRONLY)
-        try:
-            offset = self.data.offset + i * row.nbytes
-            written = os.pwrite(fd, row, offset)
-            if written != row.nbytes:  # regular files take the whole buffer unless the disk is full
-                raise OSError(f"wrote {written} of {row.nbytes} bytes of row {i} to {self._path}")
-            _sync_data(fd)
-        finally:
-            os.close(fd)
+        write_rows(self.data, np.asarray(matrices)[None], i)
         self.steps.append(int(step))
         self._write_steps()
 

@@ -10,14 +10,16 @@ Per step s (weights after s updates), in this order:
     commutator.every) -> stop at train.steps -> optimizer reset at a sequential stage boundary
     -> forward/backward/update
 A checkpoint at s is taken before s's snapshot and evaluation, so a resumed run redoes them
-identically and its files match an uninterrupted run's. Snapshots are written to disk by a writer
-thread while training goes on (snapshots.py); checkpoints and commutator measurements wait for it.
+identically and its files match an uninterrupted run's. Snapshots and commutator records are
+written to disk by a writer thread while training goes on (background_writer.py); checkpoints wait
+for it.
 """
 
 from __future__ import annotations
 
 import bisect
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -56,7 +58,8 @@ from .optimizers import PackedOptimizer, clip_grad_norm_per_run
 from .identity import other_run_refusal
 from .packing import check_packable, config_fingerprint
 from .progress import Progress
-from .snapshots import ResidentSnapshots, SnapshotWriter
+from .background_writer import BackgroundWriter
+from .snapshots import ResidentSnapshots, write_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -344,17 +347,17 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
     # Read once: a config lookup costs microseconds, and the loop below runs for every step.
     checkpoint_every, eval_every = int(cfg0.train.checkpoint_every), int(cfg0.train.eval_every)
     planned_row = {s: i for i, s in enumerate(planned)}
-    snapshots = SnapshotWriter()
+    writer = BackgroundWriter()
     step = start
     try:
         while True:
             # --- checkpoint: the state after `step` updates -----------------------------------------
             if step > start and step % checkpoint_every == 0:
                 _check_divergence(runs, nonfinite, step, params)
-                _checkpoint(runs, model, opt, step, loss_sum, loss_count, t_start, snapshots)
+                _checkpoint(runs, model, opt, step, loss_sum, loss_count, t_start, writer)
             if should_stop():
                 _check_divergence(runs, nonfinite, step, params)
-                _checkpoint(runs, model, opt, step, loss_sum, loss_count, t_start, snapshots)
+                _checkpoint(runs, model, opt, step, loss_sum, loss_count, t_start, writer)
                 for run in runs:
                     if run.active:
                         run.state = "interrupted"
@@ -370,8 +373,9 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
                     weights = resident.store(planned_row[step], [w.detach() for w in mats])
                 else:  # a copy: (P, L*4, d, d)
                     weights = torch.stack([w.detach() for w in mats], dim=1)
-                snapshots.submit(step, weights.view(P, shape.n_layers, 4, shape.d_model, shape.d_model),
-                                 [(run.index, run.trajectory) for run in runs if run.active])
+                writer.submit(functools.partial(
+                    write_snapshot, step, weights.view(P, shape.n_layers, 4, shape.d_model, shape.d_model),
+                    [(run.index, run.trajectory) for run in runs if run.active]))
             # --- model-only checkpoints for the probe stage: kept, unlike checkpoint.pt. Like the
             # snapshot, the one at a resume step is taken after resuming, so a resumed run has them all.
             if any(step in s for s in probe_steps):
@@ -408,9 +412,9 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
                     taken = bisect.bisect_right(planned, step)
                     so_far = [resident.of_run(r.index, taken) if r.active else None for r in runs]
                 else:
-                    snapshots.wait()  # the causal basis reads every snapshot so far from the files
+                    writer.wait()  # the causal basis reads every snapshot so far from the files
                     so_far = [r.trajectory.data[: r.trajectory.count] if r.active else None for r in runs]
-                commutators.measure(step, model, so_far)
+                commutators.measure(step, model, so_far, writer.submit)
             if step >= total or not any(r.active for r in runs):
                 break
             # --- schedule: optimizer resets at sequential stage boundaries -------------------------
@@ -443,7 +447,7 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
         # --- finish -------------------------------------------------------------------------------
         if step >= total:
             _check_divergence(runs, nonfinite, step, params)
-            _checkpoint(runs, model, opt, step, loss_sum, loss_count, t_start, snapshots)
+            _checkpoint(runs, model, opt, step, loss_sum, loss_count, t_start, writer)
             for run in runs:
                 if run.active:
                     run.state = "completed"
@@ -451,12 +455,12 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
                     log.info("%s completed %d steps in %.1f s", run.dir, step, _wall(run, t_start))
         for run in runs:
             run.metrics.flush()
-        snapshots.wait()
+        writer.wait()
     except BaseException as err:
         _fail(runs, err, t_start, step)
         raise
     finally:
-        snapshots.close()
+        writer.close()
     return [run.state for run in runs]
 
 
@@ -522,8 +526,8 @@ def _diverge(run: Run, step: int, what: str) -> None:
     run.status.update(state="diverged", last_step=step, error=msg, ended_at=now_iso())
 
 
-def _checkpoint(runs, model, opt, step, loss_sum, loss_count, t_start, snapshots: SnapshotWriter) -> None:
-    snapshots.wait()  # the checkpoint records each trajectory's length
+def _checkpoint(runs, model, opt, step, loss_sum, loss_count, t_start, writer: BackgroundWriter) -> None:
+    writer.wait()  # the checkpoint records each trajectory's length, and resuming keeps the records before it
     for run in runs:
         if not run.active:
             continue
