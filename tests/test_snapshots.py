@@ -131,14 +131,14 @@ def test_commutators_from_snapshots_kept_on_the_device_match_those_read_from_the
     assert not ResidentSnapshots.fits(torch.device("cpu"), 1)
     train(cfg, tmp_path / "files")
     stored = []
-    real_store = ResidentSnapshots.store
+    real_row = ResidentSnapshots.row
 
-    def store(self, row, matrices):
-        stored.append(row)
-        return real_store(self, row, matrices)
+    def row(self, i):
+        stored.append(i)
+        return real_row(self, i)
 
     monkeypatch.setattr(ResidentSnapshots, "fits", staticmethod(lambda device, nbytes: True))
-    monkeypatch.setattr(ResidentSnapshots, "store", store)
+    monkeypatch.setattr(ResidentSnapshots, "row", row)
     if n_polls:
         assert train(cfg, tmp_path / "resident", should_stop=stop_after(n_polls)) == "interrupted"
         stored.clear()

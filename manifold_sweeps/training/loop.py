@@ -327,12 +327,12 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
         commutators, resident = None, None
         if int(cfg0.commutator.every):
             commutators = CommutatorProbe([r.cfg for r in runs], [r.dir for r in runs], device, start)
-            nbytes = ResidentSnapshots.nbytes(len(planned), P, shape.n_layers, shape.d_model)
-            if ResidentSnapshots.fits(device, nbytes):
-                resident = ResidentSnapshots(len(planned), P, shape.n_layers, shape.d_model, device)
+            resident = ResidentSnapshots.for_pack(len(planned), P, shape.n_layers, shape.d_model, device)
+            if resident is not None:
                 for run in runs:
                     resident.load(run.index, run.trajectory.data[: run.trajectory.count])
-                log.info("snapshots kept on %s for the commutator measurements (%.1f GB)", device, nbytes / 1e9)
+                log.info("snapshots kept on %s for the commutator measurements (%.1f GB)", device,
+                         resident.rows.nbytes / 1e9)
         log.info("training %d run(s) on %s from step %d to %d (%d parameters per run)",
                  P, device, start, total, sum(p[0].numel() for p in params))
     except BaseException as err:
@@ -369,10 +369,8 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
             # --- snapshot and evaluation ----------------------------------------------------------
             if step in planned_row:
                 _check_divergence(runs, nonfinite, step, params)
-                if resident is not None:
-                    weights = resident.store(planned_row[step], [w.detach() for w in mats])
-                else:  # a copy: (P, L*4, d, d)
-                    weights = torch.stack([w.detach() for w in mats], dim=1)
+                out = resident.row(planned_row[step]) if resident is not None else None
+                weights = torch.stack([w.detach() for w in mats], dim=1, out=out)  # a copy: (P, L*4, d, d)
                 writer.submit(functools.partial(
                     write_snapshot, step, weights.view(P, shape.n_layers, 4, shape.d_model, shape.d_model),
                     [(run.index, run.trajectory) for run in runs if run.active]))

@@ -8,6 +8,8 @@ next steps train.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -36,13 +38,16 @@ class ResidentSnapshots:
     the writer thread sends to disk is the resident row itself.
     """
 
-    def __init__(self, n_planned: int, n_runs: int, n_layers: int, d: int, device: torch.device):
+    def __init__(self, shape: tuple[int, ...], device: torch.device):
         # NaN until written: a row read before it is stored or loaded would poison the basis visibly.
-        self.rows = torch.full((n_planned, n_runs, n_layers, 4, d, d), float("nan"), device=device)
+        self.rows = torch.full(shape, float("nan"), device=device)  # (n_planned, P, n_layers, 4, d, d)
 
-    @staticmethod
-    def nbytes(n_planned: int, n_runs: int, n_layers: int, d: int) -> int:
-        return n_planned * n_runs * n_layers * 4 * d * d * 4
+    @classmethod
+    def for_pack(cls, n_planned: int, n_runs: int, n_layers: int, d: int,
+                 device: torch.device) -> "ResidentSnapshots | None":
+        """Room for every planned snapshot of the pack where it `fits`, else None (read from the files)."""
+        shape = (n_planned, n_runs, n_layers, 4, d, d)
+        return cls(shape, device) if cls.fits(device, math.prod(shape) * 4) else None
 
     @staticmethod
     def fits(device: torch.device, nbytes: int) -> bool:
@@ -54,11 +59,10 @@ class ResidentSnapshots:
         if len(saved):
             self.rows[: len(saved), p].copy_(torch.from_numpy(np.array(saved)))  # the map is read-only
 
-    def store(self, row: int, matrices: list[torch.Tensor]) -> torch.Tensor:
-        """Copy the pack's attention matrices (each (P, d, d), trajectory order) into `row`; returns it."""
-        out = self.rows[row]  # (P, n_layers, 4, d, d)
-        torch.stack(matrices, dim=1, out=out.view(out.shape[0], -1, *out.shape[-2:]))
-        return out
+    def row(self, i: int) -> torch.Tensor:
+        """Snapshot row i as the (P, n_layers * 4, d, d) output of stacking the pack's attention matrices."""
+        out = self.rows[i]  # (P, n_layers, 4, d, d)
+        return out.view(out.shape[0], -1, *out.shape[-2:])
 
     def of_run(self, p: int, n: int) -> torch.Tensor:
         """Run p's first n snapshots, (n, n_layers, 4, d, d), on the device."""
