@@ -132,7 +132,7 @@ def test_the_local_preset_uses_submitits_local_executor():
     launcher = compose_hydra("hydra/launcher=local", "hydra.launcher.timeout_min=10").hydra.launcher
     assert launcher._target_ == "hydra_plugins.manifold_sweeps_launcher.local_launcher.LocalLauncher"
     assert base_class(instantiate(launcher), "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher")
-    assert launcher.timeout_min == 10 and launcher.cpus_per_task == 1 and launcher.pack_size == 1
+    assert launcher.timeout_min == 10 and launcher.cpus_per_task is None and launcher.pack_size == 1
 
 
 def refusal(launcher_cfg, capsys) -> str:
@@ -169,6 +169,59 @@ def test_every_launcher_takes_a_pack_size_and_refuses_one_below_1(preset, capsys
 )
 def test_launcher_settings_that_would_break_runs_are_refused_before_submission(override, message, capsys):
     assert re.search(message, refusal(compose_hydra("hydra/launcher=slurm", override).hydra.launcher, capsys))
+
+
+@pytest.mark.parametrize("preset", ["local", "slurm"])
+def test_a_cpus_per_task_below_1_is_refused_before_any_job_starts(preset, capsys):
+    err = refusal(compose_hydra(f"hydra/launcher={preset}", "hydra.launcher.cpus_per_task=0").hydra.launcher, capsys)
+    assert re.search(r"hydra.launcher.cpus_per_task=0 is not allowed .*allowed: null or an integer >= 1", err)
+
+
+@pytest.mark.parametrize(
+    "preset,overrides,n_jobs,expected",
+    [
+        ("local", [], 2, 4),  # 8 cores, two processes at once
+        ("local", [], 3, 2),
+        ("local", [], 20, 1),  # more processes than cores: one thread each, never 0
+        ("local", ["hydra.launcher.pack_size=2"], 4, 4),  # two packs
+        ("local", ["hydra.launcher.cpus_per_task=3"], 2, 3),
+        ("slurm", [], 2, 4),  # the preset's cpus_per_task, what SLURM reserves
+        ("slurm", ["hydra.launcher.cpus_per_task=null"], 2, None),  # PyTorch's default, within the task's CPUs
+    ],
+)
+def test_each_submitit_job_trains_with_its_share_of_the_cpus(tmp_path, monkeypatch, preset, overrides, n_jobs,
+                                                             expected):
+    """PyTorch gives every process all the machine's cores: jobs side by side then fight over them (two
+    2-thread runs on 2 cores ran 12x slower each than one alone)."""
+    import submitit
+    import torch
+    from hydra.core.singleton import Singleton
+
+    from manifold_sweeps.launch import cpu_threads
+
+    monkeypatch.setattr(cpu_threads, "usable_cores", lambda: 8)
+    launcher = launcher_for(f"hydra/launcher={preset}", "experiment=smoke", *overrides, f"hydra.sweep.dir={tmp_path}")
+    monkeypatch.setattr(type(launcher), "submit", lambda self, entries, first: [])  # no queue: the job is called below
+    launcher.launch([[f"seed={i}"] for i in range(n_jobs)], 0)
+    assert launcher.threads == expected
+
+    monkeypatch.setattr(submitit, "JobEnvironment", lambda: type("Env", (), {"job_id": "7"})())
+    seen = []
+    launcher.task_function = lambda cfg: seen.append(torch.get_num_threads())
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(5)  # neither the default nor any expected count
+        if launcher.packs is None:
+            launcher(["seed=0"], "hydra.sweep.dir", 0, "job_id_for_0", Singleton.get_state())
+        else:
+            from hydra_plugins.manifold_sweeps_launcher import _submitit_packing
+
+            monkeypatch.setattr(_submitit_packing, "run_pack_jobs",
+                                lambda context, configs, key: seen.append(torch.get_num_threads()))
+            launcher(["pack of 2:", "#0", "#1"], "hydra.sweep.dir", 0, "job_id_for_0", Singleton.get_state())
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [5 if expected is None else expected]
 
 
 def test_a_local_time_limit_under_a_minute_is_refused_before_any_job_starts(capsys):

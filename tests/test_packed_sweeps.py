@@ -2,6 +2,7 @@
 aggregation cannot tell them from an unpacked sweep, a relaunch skips finished runs, bad values stop
 the sweep before any training, and the `local` launcher runs one process per pack."""
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -102,6 +103,8 @@ def test_the_local_launcher_runs_one_process_per_pack(tmp_path):
     job_ids = [yaml.safe_load((d / ".hydra" / "hydra.yaml").read_text())["hydra"]["job"]["id"] for d in runs.values()]
     pids = [read_status(d)["pid"] for d in runs.values()]
     assert job_ids[0] == job_ids[1] != job_ids[2] and pids[0] == pids[1] != pids[2]  # packs #0-#1 and #2
+    # two processes at once share this machine's cores (PyTorch's default would give each all of them)
+    assert [read_status(d)["cpu_threads"] for d in runs.values()] == [max(1, len(os.sched_getaffinity(0)) // 2)] * 3
     assert sorted(p.name for p in (tmp_path / ".submitit").iterdir() if p.name not in ("%j", "composed")) == \
         sorted(set(job_ids))
     # beside submitit's folders, the jobs' configs as composed at submission: one folder for this launch

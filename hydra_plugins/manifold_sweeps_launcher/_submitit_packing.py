@@ -16,6 +16,10 @@ hand its configs to the first launch's jobs still in the queue), rather than in 
 120-job sweep would each carry 2.4 MB). A job without its file (submitted by an older version)
 composes as before.
 
+Each task sets its torch threads to `task_threads` (fixed at submission, travelling with the pickled
+launcher) before it trains: `hydra.launcher.cpus_per_task`, or what the launcher derives without it
+(manifold_sweeps/launch/cpu_threads.py).
+
 (A module name starting with "_": Hydra's plugin scan skips it; the launchers import it.)
 """
 
@@ -30,6 +34,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, run_job, setup_globals
 from omegaconf import DictConfig, open_dict
 
+from manifold_sweeps.launch.cpu_threads import use_threads
 from manifold_sweeps.rundir.atomic import write_bytes
 from manifold_sweeps.launch.packs import (
     Job, compose_jobs, compose_sweep, in_sweep_order, plan_packs, refusal_ends_the_command, run_pack_jobs, sweep_jobs, validate_sweep,
@@ -44,6 +49,11 @@ class SubmititPacking:
     pack_size: int = 1
     packs: Optional[List[List[Job]]] = None
     composed_dir: str = ""  # this launch's folder of composed configs, absolute; travels with the pickled launcher
+    threads: Optional[int] = None  # torch threads of each task; None: PyTorch's default
+
+    def task_threads(self, n_tasks: int) -> Optional[int]:
+        """The torch threads of each of the n_tasks tasks about to be submitted (None: PyTorch's default)."""
+        return self.params.get("cpus_per_task")
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         if self.pack_size == 1:
@@ -51,6 +61,7 @@ class SubmititPacking:
             with refusal_ends_the_command():
                 jobs, configs = validate_sweep(self.hydra_context, self.config, job_overrides, initial_job_idx)
             self._keep_composed(jobs, configs)
+            self.threads = self.task_threads(len(jobs))
             return self.submit(job_overrides, initial_job_idx)
         jobs = sweep_jobs(job_overrides, initial_job_idx)
         configs = compose_sweep(self.hydra_context, self.config, jobs)
@@ -58,6 +69,7 @@ class SubmititPacking:
             packs = plan_packs(jobs, configs, self.pack_size)
         self._keep_composed(jobs, configs)
         self.packs = [[jobs[i] for i in pack] for pack in packs]
+        self.threads = self.task_threads(len(self.packs))
         labels = [[f"pack of {len(pack)}:", *(f"#{job.num}" for job in pack)] for pack in self.packs]
         return in_sweep_order(packs, self.submit(labels, 0))
 
@@ -72,6 +84,7 @@ class SubmititPacking:
         jobs = [Job(job_num, tuple(sweep_overrides))] if self.packs is None else self.packs[job_num]
         Singleton.set_state(singleton_state)
         setup_globals()
+        use_threads(self.threads)
         task_id = submitit.JobEnvironment().job_id
         configs = [self._composed(job.num, task_id) for job in jobs]
         if any(c is None for c in configs):  # submitted by a version that kept no configs

@@ -25,6 +25,7 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLaunche
 
 from hydra_plugins.manifold_sweeps_launcher._submitit_packing import SubmititPacking
 from manifold_sweeps.config.validation import ConfigError
+from manifold_sweeps.launch.cpu_threads import check_cpus_per_task
 from manifold_sweeps.launch.packs import check_pack_size, refusal_ends_the_command
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class SlurmLauncher(SubmititPacking, SubmititSlurmLauncher):
         with refusal_ends_the_command():  # Hydra would wrap the message in its instantiation error
             check_launcher_params({**params, "max_array_size": max_array_size})
             check_pack_size(pack_size)
+            check_cpus_per_task(params.get("cpus_per_task"))
         super().__init__(**params)
         self.max_array_size = max_array_size
         self.pack_size = pack_size

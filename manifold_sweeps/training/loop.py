@@ -316,6 +316,7 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
                 slurm_job_id=_slurm_job_id(),
                 device=str(device),
                 device_model=device_model(device),
+                cpu_threads=torch.get_num_threads(),
                 pack_size=P,
                 versions=library_versions(),
                 config_fingerprint=config_fingerprint(run.cfg),
@@ -333,8 +334,8 @@ def _train_active(cfgs: list[DictConfig], run_dirs: list[Path], should_stop) -> 
                     resident.load(run.index, run.trajectory.data[: run.trajectory.count])
                 log.info("snapshots kept on %s for the commutator measurements (%.1f GB)", device,
                          resident.rows.nbytes / 1e9)
-        log.info("training %d run(s) on %s from step %d to %d (%d parameters per run)",
-                 P, device, start, total, sum(p[0].numel() for p in params))
+        log.info("training %d run(s) on %s (%d CPU thread(s)) from step %d to %d (%d parameters per run)",
+                 P, device, torch.get_num_threads(), start, total, sum(p[0].numel() for p in params))
     except BaseException as err:
         _fail(runs, err, t_start)
         raise
