@@ -177,12 +177,49 @@ def test_a_cpus_per_task_below_1_is_refused_before_any_job_starts(preset, capsys
     assert re.search(r"hydra.launcher.cpus_per_task=0 is not allowed .*allowed: null or an integer >= 1", err)
 
 
+def submitted_waves(launcher, monkeypatch) -> list:
+    """Stand in for hydra-submitit's submission (no processes): [(entries, first job number, threads of its
+    tasks)] for each call, in order."""
+    waves = []
+    base = base_class(launcher, "hydra_plugins.hydra_submitit_launcher.submitit_launcher.BaseSubmititLauncher")
+    monkeypatch.setattr(base, "launch", lambda self, entries, first: waves.append(
+        ([list(e) for e in entries], first, self.threads)) or [])
+    return waves
+
+
+def test_the_local_launcher_runs_at_most_max_parallel_processes_at_once_in_waves(tmp_path, monkeypatch, caplog):
+    """submitit's local executor starts every job it is given at once: a large sweep would exhaust memory."""
+    from manifold_sweeps.launch import cpu_threads
+
+    monkeypatch.setattr(cpu_threads, "usable_cores", lambda: 2)
+    launcher = launcher_for("hydra/launcher=local", "experiment=smoke", f"hydra.sweep.dir={tmp_path}")
+    waves = submitted_waves(launcher, monkeypatch)
+    with caplog.at_level("INFO"):
+        launcher.launch([[f"seed={i}"] for i in range(5)], 10)
+    # one process per core by default; a wave of one gets both cores
+    assert waves == [([["seed=0"], ["seed=1"]], 10, 1), ([["seed=2"], ["seed=3"]], 12, 1), ([["seed=4"]], 14, 2)]
+    assert "5 processes in 3 waves of at most 2" in caplog.text
+
+    waves.clear()  # packs: one process each; a pack's task number is its index in launcher.packs
+    launcher = launcher_for("hydra/launcher=local", "experiment=smoke", "hydra.launcher.pack_size=2",
+                            "hydra.launcher.max_parallel=3", f"hydra.sweep.dir={tmp_path}")
+    launcher.launch([[f"seed={i}"] for i in range(7)], 0)
+    assert [(len(entries), first, threads) for entries, first, threads in waves] == [(3, 0, 1), (1, 3, 2)]
+    assert [[job.num for job in pack] for pack in launcher.packs] == [[0, 1], [2, 3], [4, 5], [6]]
+
+
+def test_a_max_parallel_below_1_is_refused_before_any_job_starts(capsys):
+    err = refusal(compose_hydra("hydra/launcher=local", "hydra.launcher.max_parallel=0").hydra.launcher, capsys)
+    assert re.search(r"hydra.launcher.max_parallel=0 is not allowed .*allowed: null \(one per core\) or an "
+                     r"integer >= 1", err)
+
+
 @pytest.mark.parametrize(
     "preset,overrides,n_jobs,expected",
     [
         ("local", [], 2, 4),  # 8 cores, two processes at once
         ("local", [], 3, 2),
-        ("local", [], 20, 1),  # more processes than cores: one thread each, never 0
+        ("local", ["hydra.launcher.max_parallel=20"], 20, 1),  # more processes than cores: one thread each, never 0
         ("local", ["hydra.launcher.pack_size=2"], 4, 4),  # two packs
         ("local", ["hydra.launcher.cpus_per_task=3"], 2, 3),
         ("slurm", [], 2, 4),  # the preset's cpus_per_task, what SLURM reserves
@@ -201,9 +238,11 @@ def test_each_submitit_job_trains_with_its_share_of_the_cpus(tmp_path, monkeypat
 
     monkeypatch.setattr(cpu_threads, "usable_cores", lambda: 8)
     launcher = launcher_for(f"hydra/launcher={preset}", "experiment=smoke", *overrides, f"hydra.sweep.dir={tmp_path}")
-    monkeypatch.setattr(type(launcher), "submit", lambda self, entries, first: [])  # no queue: the job is called below
+    if preset == "slurm":
+        monkeypatch.setattr(slurm_launcher, "cluster_max_array_size", lambda: 1001)
+    waves = submitted_waves(launcher, monkeypatch)
     launcher.launch([[f"seed={i}"] for i in range(n_jobs)], 0)
-    assert launcher.threads == expected
+    assert [threads for _, _, threads in waves] == [expected]
 
     monkeypatch.setattr(submitit, "JobEnvironment", lambda: type("Env", (), {"job_id": "7"})())
     seen = []

@@ -52,7 +52,7 @@ class SubmititPacking:
     threads: Optional[int] = None  # torch threads of each task; None: PyTorch's default
 
     def task_threads(self, n_tasks: int) -> Optional[int]:
-        """The torch threads of each of the n_tasks tasks about to be submitted (None: PyTorch's default)."""
+        """The torch threads of each of the n_tasks tasks submitted together (None: PyTorch's default)."""
         return self.params.get("cpus_per_task")
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
@@ -61,7 +61,6 @@ class SubmititPacking:
             with refusal_ends_the_command():
                 jobs, configs = validate_sweep(self.hydra_context, self.config, job_overrides, initial_job_idx)
             self._keep_composed(jobs, configs)
-            self.threads = self.task_threads(len(jobs))
             return self.submit(job_overrides, initial_job_idx)
         jobs = sweep_jobs(job_overrides, initial_job_idx)
         configs = compose_sweep(self.hydra_context, self.config, jobs)
@@ -69,12 +68,12 @@ class SubmititPacking:
             packs = plan_packs(jobs, configs, self.pack_size)
         self._keep_composed(jobs, configs)
         self.packs = [[jobs[i] for i in pack] for pack in packs]
-        self.threads = self.task_threads(len(self.packs))
         labels = [[f"pack of {len(pack)}:", *(f"#{job.num}" for job in pack)] for pack in self.packs]
         return in_sweep_order(packs, self.submit(labels, 0))
 
     def submit(self, entries: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
-        """One submitit task per entry: a job's overrides, or a pack's label."""
+        """One submitit task per entry: a job's overrides, or a pack's label. Blocks until they have ended."""
+        self.threads = self.task_threads(len(entries))
         return super().launch(entries, initial_job_idx)
 
     def __call__(self, sweep_overrides: List[str], job_dir_key: str, job_num: int, job_id: str,

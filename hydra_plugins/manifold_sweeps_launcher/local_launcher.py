@@ -1,12 +1,18 @@
 """The launcher behind `hydra/launcher=local` (conf/hydra/launcher/local.yaml): hydra-submitit's local
-launcher (one process per job on this machine, all at once), plus packed seeds: with
-`hydra.launcher.pack_size=N` one process per pack of up to N jobs (`_submitit_packing.py`), and a
-thread count per process that shares this machine's cores among them (`cpus_per_task`).
+launcher (one process per job on this machine), plus three things.
+
+- Packed seeds: with `hydra.launcher.pack_size=N` one process per pack of up to N jobs (`_submitit_packing.py`).
+- At most `max_parallel` processes at once (default: one per core), in waves: submitit's local
+  executor starts every job it is given at once, and a 120-job sweep of 400 MB processes would
+  exhaust a laptop's memory.
+- Each process trains with `cpus_per_task` threads, by default this machine's cores shared among the
+  processes of its wave (manifold_sweeps/launch/cpu_threads.py).
 """
 
 # No `from __future__ import annotations`: see slurm_launcher.py.
+import logging
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, List, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf
@@ -14,8 +20,10 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLaunche
 
 from hydra_plugins.manifold_sweeps_launcher._submitit_packing import SubmititPacking
 from manifold_sweeps.config.validation import ConfigError
-from manifold_sweeps.launch.cpu_threads import check_cpus_per_task, shared_cores
+from manifold_sweeps.launch import cpu_threads
 from manifold_sweeps.launch.packs import check_pack_size, refusal_ends_the_command
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -23,6 +31,8 @@ class LocalLauncherConf(LocalQueueConf):
     _target_: str = "hydra_plugins.manifold_sweeps_launcher.local_launcher.LocalLauncher"
     # Most jobs trained together in one process (jobs that differ only in per-run keys); 1 = one per process.
     pack_size: int = 1
+    # Most processes running at once (more go in waves, each after the previous one has ended); null = one per core.
+    max_parallel: Optional[int] = None
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="local_schema", node=LocalLauncherConf,
@@ -30,16 +40,32 @@ ConfigStore.instance().store(group="hydra/launcher", name="local_schema", node=L
 
 
 class LocalLauncher(SubmititPacking, SubmititLocalLauncher):
-    def __init__(self, pack_size: int = 1, **params: Any) -> None:
+    def __init__(self, pack_size: int = 1, max_parallel: Optional[int] = None, **params: Any) -> None:
         with refusal_ends_the_command():  # Hydra would wrap the message in its instantiation error
             check_pack_size(pack_size)
-            check_cpus_per_task(params.get("cpus_per_task"))
+            cpu_threads.check_cpus_per_task(params.get("cpus_per_task"))
+            if max_parallel is not None and max_parallel < 1:
+                raise ConfigError(f"hydra.launcher.max_parallel={max_parallel} is not allowed (the most processes "
+                                  "running at once); allowed: null (one per core) or an integer >= 1")
             if not params.get("timeout_min", 1) >= 1:  # submitit would kill every job at once, before any output
                 raise ConfigError(f"hydra.launcher.timeout_min={params['timeout_min']} is not allowed (the time "
                                   "limit of every job); allowed: a whole number of minutes >= 1")
         super().__init__(**params)
         self.pack_size = pack_size
+        self.max_parallel = max_parallel
+
+    def submit(self, entries: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
+        """One process per entry (a job, or a pack), in waves of at most max_parallel."""
+        size = self.max_parallel or cpu_threads.usable_cores()
+        n = len(entries)
+        if n > size:
+            log.info("%d processes in %d waves of at most %d (hydra.launcher.max_parallel), each wave after the "
+                     "previous one has ended", n, (n + size - 1) // size, size)
+        returns: List[Any] = []
+        for start in range(0, n, size):
+            returns.extend(super().submit(entries[start:start + size], initial_job_idx + start))
+        return returns
 
     def task_threads(self, n_tasks: int) -> Optional[int]:
-        """cpus_per_task, or else this machine's cores shared among the n_tasks processes, all started at once."""
-        return self.params.get("cpus_per_task") or shared_cores(n_tasks)
+        """cpus_per_task, or else this machine's cores shared among the n_tasks processes running together."""
+        return self.params.get("cpus_per_task") or cpu_threads.shared_cores(n_tasks)
