@@ -208,6 +208,26 @@ def test_the_local_launcher_runs_at_most_max_parallel_processes_at_once_in_waves
     assert [[job.num for job in pack] for pack in launcher.packs] == [[0, 1], [2, 3], [4, 5], [6]]
 
 
+def test_a_local_process_that_dies_without_a_result_does_not_cancel_the_later_waves(tmp_path, monkeypatch):
+    from manifold_sweeps.launch import cpu_threads
+
+    monkeypatch.setattr(cpu_threads, "usable_cores", lambda: 1)
+    launcher = launcher_for("hydra/launcher=local", "experiment=smoke", f"hydra.sweep.dir={tmp_path}")
+    started = []
+
+    def launch(self, entries, first):
+        started.append(first)
+        if first == 0:
+            raise RuntimeError("job 0 died")  # what submitit raises for a job killed without a result
+        return [f"result {first}"]
+
+    base = base_class(launcher, "hydra_plugins.hydra_submitit_launcher.submitit_launcher.BaseSubmititLauncher")
+    monkeypatch.setattr(base, "launch", launch)
+    with pytest.raises(RuntimeError, match="job 0 died"):
+        launcher.launch([[f"seed={i}"] for i in range(3)], 0)
+    assert started == [0, 1, 2]
+
+
 def test_a_max_parallel_below_1_is_refused_before_any_job_starts(capsys):
     err = refusal(compose_hydra("hydra/launcher=local", "hydra.launcher.max_parallel=0").hydra.launcher, capsys)
     assert re.search(r"hydra.launcher.max_parallel=0 is not allowed .*allowed: null \(one per core\) or an "

@@ -62,8 +62,18 @@ class LocalLauncher(SubmititPacking, SubmititLocalLauncher):
             log.info("%d processes in %d waves of at most %d (hydra.launcher.max_parallel), each wave after the "
                      "previous one has ended", n, (n + size - 1) // size, size)
         returns: List[Any] = []
+        failure: Optional[Exception] = None
         for start in range(0, n, size):
-            returns.extend(super().submit(entries[start:start + size], initial_job_idx + start))
+            try:
+                returns.extend(super().submit(entries[start:start + size], initial_job_idx + start))
+            except Exception as err:  # a process that died without a result (killed, out of memory, ...)
+                # The later waves still run, as they would have had every process started at once; the
+                # error ends the sweep after them. The dead process's wave-mates may still be running.
+                log.error("a process of the wave from job %d ended without a result (%s); the remaining waves "
+                          "still run", initial_job_idx + start, err)
+                failure = failure or err
+        if failure is not None:
+            raise failure
         return returns
 
     def task_threads(self, n_tasks: int) -> Optional[int]:
