@@ -198,7 +198,7 @@ def test_the_local_launcher_runs_at_most_max_parallel_processes_at_once_in_waves
         launcher.launch([[f"seed={i}"] for i in range(5)], 10)
     # one process per core by default; a wave of one gets both cores
     assert waves == [([["seed=0"], ["seed=1"]], 10, 1), ([["seed=2"], ["seed=3"]], 12, 1), ([["seed=4"]], 14, 2)]
-    assert "5 processes in 3 waves of at most 2" in caplog.text
+    assert "5 processes in 3 waves of at most 2" in caplog.text and "wave 3 of 3: 1 process(es)" in caplog.text
 
     waves.clear()  # packs: one process each; a pack's task number is its index in launcher.packs
     launcher = launcher_for("hydra/launcher=local", "experiment=smoke", "hydra.launcher.pack_size=2",

@@ -58,12 +58,15 @@ class LocalLauncher(SubmititPacking, SubmititLocalLauncher):
         """One process per entry (a job, or a pack), in waves of at most max_parallel."""
         size = self.max_parallel or cpu_threads.usable_cores()
         n = len(entries)
-        if n > size:
+        waves = (n + size - 1) // size
+        if waves > 1:
             log.info("%d processes in %d waves of at most %d (hydra.launcher.max_parallel), each wave after the "
-                     "previous one has ended", n, (n + size - 1) // size, size)
+                     "previous one has ended", n, waves, size)
         returns: List[Any] = []
         failure: Optional[Exception] = None
         for start in range(0, n, size):
+            if waves > 1:
+                log.info("wave %d of %d: %d process(es)", start // size + 1, waves, min(size, n - start))
             try:
                 returns.extend(super().submit(entries[start:start + size], initial_job_idx + start))
             except Exception as err:  # a process that died without a result (killed, out of memory, ...)

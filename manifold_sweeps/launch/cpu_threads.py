@@ -5,7 +5,8 @@ one machine then fight over the cores, and OpenMP threads that wait for a desche
 a step into many: two `paper` runs of 2 threads each on a 2-core machine ran at 6.8 steps/s each,
 against 80 for one alone and 48 each at 1 thread. So each job sets its thread count to its CPU
 share before it trains: `cpus_per_task` when given (SLURM reserves that many CPUs for the task), else,
-for the local launcher, this machine's cores shared out among the processes it starts at once.
+for the local launcher, this machine's cores shared out among the processes running together (one
+wave of at most `max_parallel`).
 
 Imports torch lazily: Hydra's plugin scan imports the launchers.
 """
