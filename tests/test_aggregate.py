@@ -382,6 +382,19 @@ def test_worker_processes_give_the_same_tables_as_one_process(tmp_path, monkeypa
     assert_same_tables(alone.tables, pooled.tables)
 
 
+def test_no_more_worker_processes_than_the_cores_this_process_may_use(tmp_path, monkeypatch):
+    """Under SLURM or taskset a process may use fewer cores than the node has (os.cpu_count)."""
+    monkeypatch.setattr(stage, "POOL_MIN_BYTES", 0)
+    monkeypatch.setattr(stage, "usable_cores", lambda: 1)
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a worker pool was started for a process allowed one core")
+
+    monkeypatch.setattr(stage, "ProcessPoolExecutor", no_pool)
+    sweep = make_sweep(tmp_path / "sweep", n_seeds=2, n_conditions=1)
+    assert aggregate([sweep], quiet(workers=2)).computed == 2
+
+
 def test_runs_that_did_not_complete_are_listed_and_left_out(tmp_path, capsys):
     sweep = make_sweep(tmp_path / "sweep", n_seeds=3, n_conditions=1)
     StatusWriter(sweep / "seed=0,task.m=1").update(state="failed", error="RuntimeError: out of memory")

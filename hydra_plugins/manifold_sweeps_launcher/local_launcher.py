@@ -19,9 +19,9 @@ from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher as SubmititLocalLauncher
 
 from hydra_plugins.manifold_sweeps_launcher._submitit_packing import SubmititPacking
-from manifold_sweeps.config.validation import ConfigError
 from manifold_sweeps.launch import cpu_threads
 from manifold_sweeps.launch.packs import check_pack_size, refusal_ends_the_command
+from manifold_sweeps.launch.settings import check_count
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +43,12 @@ class LocalLauncher(SubmititPacking, SubmititLocalLauncher):
     def __init__(self, pack_size: int = 1, max_parallel: Optional[int] = None, **params: Any) -> None:
         with refusal_ends_the_command():  # Hydra would wrap the message in its instantiation error
             check_pack_size(pack_size)
-            cpu_threads.check_cpus_per_task(params.get("cpus_per_task"))
-            if max_parallel is not None and max_parallel < 1:
-                raise ConfigError(f"hydra.launcher.max_parallel={max_parallel} is not allowed (the most processes "
-                                  "running at once); allowed: null (one per core) or an integer >= 1")
-            if not params.get("timeout_min", 1) >= 1:  # submitit would kill every job at once, before any output
-                raise ConfigError(f"hydra.launcher.timeout_min={params['timeout_min']} is not allowed (the time "
-                                  "limit of every job); allowed: a whole number of minutes >= 1")
+            check_count("cpus_per_task", params.get("cpus_per_task"), "the CPU threads of each job",
+                        null="this machine's cores shared among the processes running together")
+            check_count("max_parallel", max_parallel, "the most processes running at once", null="one per core")
+            # submitit would kill every job at once, before any output
+            check_count("timeout_min", params.get("timeout_min"), "the time limit of every job",
+                        unit="a whole number of minutes")
         super().__init__(**params)
         self.pack_size = pack_size
         self.max_parallel = max_parallel

@@ -25,8 +25,8 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLaunche
 
 from hydra_plugins.manifold_sweeps_launcher._submitit_packing import SubmititPacking
 from manifold_sweeps.config.validation import ConfigError
-from manifold_sweeps.launch.cpu_threads import check_cpus_per_task
 from manifold_sweeps.launch.packs import check_pack_size, refusal_ends_the_command
+from manifold_sweeps.launch.settings import check_count
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,8 @@ def check_launcher_params(params: Dict[str, Any]) -> None:
     def refuse(key: str, allowed: str, why: str) -> None:
         raise ConfigError(f"hydra.launcher.{key}={params[key]} is not allowed ({why}); allowed: {allowed}")
 
+    check_count("timeout_min", params["timeout_min"], "the time limit of every job", unit="a whole number of minutes")
     timeout_s = 60 * params["timeout_min"]
-    if params["timeout_min"] < 1:
-        refuse("timeout_min", "a whole number of minutes >= 1", "the time limit of every job")
     # submitit counts the signal as the time limit (requeues bounded by max_num_timeout) only when it
     # comes after min(0.8 x limit, limit - 10 min) of the attempt; an earlier one reads as a
     # preemption, requeued without limit, each attempt training for just limit - signal_delay_s.
@@ -76,12 +75,12 @@ def check_launcher_params(params: Dict[str, Any]) -> None:
         refuse("signal_delay_s", f"0 <= seconds <= {latest} (max(20% of the time limit, 10 min), below the limit)",
                "submitit would take the checkpoint signal for a preemption and requeue the job without end, "
                "each attempt training only for the time limit less this delay")
-    if params["max_num_timeout"] < 0:
-        refuse("max_num_timeout", "an integer >= 0", "how often a job that reached its time limit is requeued")
-    if params["array_parallelism"] < 1:
-        refuse("array_parallelism", "an integer >= 1", "how many tasks of an array may run at once")
-    if params.get("max_array_size") is not None and params["max_array_size"] < 1:
-        refuse("max_array_size", "null (ask the cluster) or an integer >= 1", "tasks per job array")
+    check_count("max_num_timeout", params["max_num_timeout"], "how often a job that reached its time limit is "
+                "requeued", minimum=0)
+    check_count("array_parallelism", params["array_parallelism"], "how many tasks of an array may run at once")
+    check_count("max_array_size", params.get("max_array_size"), "tasks per job array", null="ask the cluster")
+    check_count("cpus_per_task", params.get("cpus_per_task"), "the CPUs SLURM reserves for each task, and its "
+                "threads", null="SLURM's default CPUs, PyTorch's default threads")
 
 
 class SlurmLauncher(SubmititPacking, SubmititSlurmLauncher):
@@ -89,7 +88,6 @@ class SlurmLauncher(SubmititPacking, SubmititSlurmLauncher):
         with refusal_ends_the_command():  # Hydra would wrap the message in its instantiation error
             check_launcher_params({**params, "max_array_size": max_array_size})
             check_pack_size(pack_size)
-            check_cpus_per_task(params.get("cpus_per_task"))
         super().__init__(**params)
         self.max_array_size = max_array_size
         self.pack_size = pack_size

@@ -34,6 +34,7 @@ from threadpoolctl import threadpool_limits
 
 from ..config.schema import AggregateConfig
 from ..config.validation import validate_aggregate
+from ..launch.cpu_threads import usable_cores
 from .cache import RunCache
 from .discovery import find_run_dirs, run_id
 from .manifest import other_root, runs_signature, write_manifest
@@ -135,7 +136,8 @@ def _input_bytes(jobs: list[tuple], cfg: AggregateConfig) -> int:
 
 def _run_jobs(jobs: list[tuple], cfg: AggregateConfig, cache: RunCache):
     """Yield (job index, _reduce_job result) as jobs finish, in this process or in cfg.workers processes."""
-    workers = min(cfg.workers, len(jobs), os.cpu_count() or 1)
+    # The cores this process may use: under SLURM or taskset, fewer than the node has.
+    workers = min(cfg.workers, len(jobs), usable_cores())
     if workers <= 1 or _input_bytes(jobs, cfg) < POOL_MIN_BYTES:
         for i, (_, run_dir, row, names) in enumerate(jobs):
             yield i, _reduce_job(run_dir, row, cfg, cache, names)

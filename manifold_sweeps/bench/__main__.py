@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from ..launch.cpu_threads import usable_cores
 from ..rundir.atomic import write_text
 from ..rundir.status import now_iso
 
@@ -45,6 +46,7 @@ def machine() -> dict:
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
+        "usable_cores": usable_cores(),
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": platform.python_version(),

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import torch
 
+from ..launch.cpu_threads import usable_cores
 from .runs import bench_device, pack_configs, train_timed
 from .timing import interleaved, median
 
@@ -60,7 +61,7 @@ def run(quick: bool = False) -> dict:
 
 
 def _packed_vs_separate(n_runs: int, steps: int, warmup: int) -> dict:
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     on_gpu = bench_device(PRESET).type == "cuda"
     parallel = 1 if on_gpu else min(cores, n_runs)
     threads = max(1, cores // parallel)

@@ -15,15 +15,6 @@ from __future__ import annotations
 
 import os
 
-from ..config.validation import ConfigError
-
-
-def check_cpus_per_task(cpus_per_task: object) -> None:
-    if cpus_per_task is not None and (
-            not isinstance(cpus_per_task, int) or isinstance(cpus_per_task, bool) or cpus_per_task < 1):
-        raise ConfigError(f"hydra.launcher.cpus_per_task={cpus_per_task} is not allowed (the CPU threads of each "
-                          "job); allowed: null or an integer >= 1")
-
 
 def usable_cores() -> int:
     """The cores this process may run on (its affinity mask where the OS has one)."""
