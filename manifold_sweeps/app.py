@@ -9,6 +9,7 @@ which requeues the job, and the requeued job resumes (see `preemption.py`).
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -21,10 +22,16 @@ from .preemption import StopSignal
 from .rundir.checkpoint import load_checkpoint
 from .rundir.lock import RunDirBusy, hold_run_dirs
 from .training.loop import check_runs, train_pack
+from .training.packing import unread_overrides
+
+log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> str:
-    run_dir = HydraConfig.get().runtime.output_dir
+    hydra_cfg = HydraConfig.get()
+    run_dir = hydra_cfg.runtime.output_dir
+    for line in unread_overrides(cfg, hydra_cfg.overrides.task):
+        log.warning(line)
     try:
         return run_pack([cfg], [run_dir])[0]
     except (ConfigError, RunDirBusy):

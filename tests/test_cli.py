@@ -42,6 +42,24 @@ def test_bad_input_exits_nonzero_before_training_naming_the_key(tmp_path):
     assert proc.returncode != 0 and "train.device" in proc.stderr and "cuda" in proc.stderr
 
 
+@pytest.mark.parametrize("pack_size", [None, 2])
+def test_an_override_that_the_runs_settings_leave_unread_is_warned_of_in_its_log(tmp_path, pack_size):
+    """experiment=smoke trains curriculum=mixed: task.m=1 would silently train m in {1, 2}."""
+    warning = "task.m=1 has no effect: curriculum=mixed does not read it (it trains curriculum.ms)"
+    if pack_size is None:
+        proc = run_cli("experiment=smoke", "task.m=1", f"hydra.run.dir={tmp_path}")
+        assert warning in proc.stdout + proc.stderr
+        run_dirs = [tmp_path]
+    else:
+        run_cli("-m", "experiment=smoke", "task.m=1", "seed=0,1", f"hydra.launcher.pack_size={pack_size}",
+                f"hydra.sweep.dir={tmp_path}")
+        run_dirs = sorted(p for p in tmp_path.iterdir() if (p / "status.json").exists())
+        assert len(run_dirs) == 2
+    for run_dir in run_dirs:
+        assert warning in (run_dir / "manifold_sweeps.log").read_text()
+        assert read_status(run_dir)["state"] == "completed"
+
+
 def test_a_refused_single_run_leaves_no_directory_behind(tmp_path):
     # Checked before Hydra creates the run directory, so the aggregation finds no "failed" run for a typo.
     for override, message in (("seed=-1", "error: seed=-1 is not allowed"),

@@ -100,6 +100,11 @@ def test_bad_values_name_the_key_and_the_allowed_range(override, key, allowed):
     assert f"{key}=" in str(err.value) and allowed in str(err.value)
 
 
+def test_a_marker_count_below_1_is_refused_even_where_the_curriculum_does_not_read_task_m():
+    with pytest.raises(ConfigError, match=r"task.m=0 is not allowed .*allowed: 1..15"):
+        validate(compose_config("curriculum=mixed", "task.m=0"))
+
+
 def test_markers_that_fit_a_short_sequence_are_checked_against_it():
     cfg = compose_config("curriculum=single", "task.seq_len=8", "task.m=3")  # query readout: 1..3 fit
     validate(cfg)

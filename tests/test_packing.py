@@ -9,7 +9,7 @@ import pytest
 from manifold_sweeps.config.validation import ConfigError
 from manifold_sweeps.launch.pack_logs import RunLines
 from manifold_sweeps.launch.packs import Job, in_sweep_order, plan_packs
-from manifold_sweeps.training.packing import form_packs
+from manifold_sweeps.training.packing import form_packs, unread_overrides
 
 from .conftest import compose_config
 from .test_launchers import compose_hydra
@@ -109,6 +109,19 @@ def test_unread_keys_swept_together_are_named_together_and_each_reason_is_given(
                                           r"\[0.001, 0.01\] .*which curriculum=single does not read .* and "
                                           r"commutator.every=0 does not read"):
         plan_packs(jobs, sweep_configs(jobs), 2)
+
+
+def test_a_run_is_warned_of_each_override_its_settings_leave_unread():
+    overrides = ["task.m=3", "optimizer.betas=[0.8,0.9]", "commutator.eta=1e-4", "optimizer=sgd", "seed=4",
+                 "optimizer.momentum=0.5", "commutator.every=0"]
+    cfg = compose_config(*overrides)  # curriculum=mixed: task.m unread; sgd: betas unread, momentum read
+    assert unread_overrides(cfg, overrides) == [
+        "task.m=3 has no effect: curriculum=mixed does not read it (it trains curriculum.ms)",
+        "optimizer.betas=[0.8,0.9] has no effect: optimizer=sgd does not read it (only adamw has betas and eps)",
+        "commutator.eta=1e-4 has no effect: commutator.every=0 does not read it (it measures no commutators)",
+    ]
+    read = ["curriculum=single", "task.m=3", "optimizer.momentum=0.5"]
+    assert unread_overrides(compose_config(*read, "optimizer=sgd"), read) == []
 
 
 @pytest.mark.parametrize("variants, shared", [

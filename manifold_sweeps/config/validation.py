@@ -108,6 +108,8 @@ def validate(cfg: DictConfig) -> None:
         if not 1 <= task.m <= fit:
             _fail("task.m", task.m, f"1..{fit}", f"markers must be non-adjacent and each followed by its value, {where}")
     else:
+        if task.m < 1:  # unread here (task.m is curriculum=single's), but never a marker count
+            _fail("task.m", task.m, f"1..{fit}", "the number of markers per example")
         if len(cur.ms) == 0:
             _fail("curriculum.ms", list(cur.ms), "a non-empty list of marker counts")
         for m in cur.ms:

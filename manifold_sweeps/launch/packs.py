@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from ..config.validation import ConfigError, validate
 from ..rundir.lock import RunDirBusy
 from ..training.identity import other_run_refusal, recorded_config
-from ..training.packing import PER_RUN_KEYS, UNREAD_KEYS, flatten, form_packs
+from ..training.packing import PER_RUN_KEYS, UNREAD_KEYS, flatten, form_packs, unread_overrides
 from .pack_logs import pack_logs
 
 log = logging.getLogger(__name__)
@@ -212,6 +212,9 @@ def run_pack_jobs(
     pack_dir = Path(str(OmegaConf.select(first, job_dir_key))).absolute() / PACKS_DIR / str(first.hydra.job.num)
     with pack_logs(sweep_configs, pack_dir), env_override(returns[0].hydra_cfg.hydra.job.env_set):
         _log_pack(run_dirs, pack_dir)
+        for ret, run_dir in zip(returns, run_dirs):
+            for line in unread_overrides(ret.cfg, ret.hydra_cfg.hydra.overrides.task):
+                log.warning("%s: %s", run_dir, line)  # the run directory as an argument: its own log keeps it
         try:
             states = run_pack([r.cfg for r in returns], run_dirs)
         except Exception as err:  # as run_job does: the launcher goes on, the sweeper raises it afterwards

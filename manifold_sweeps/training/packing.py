@@ -3,8 +3,8 @@
 Runs can be packed when their configs agree on every key except those listed in PER_RUN_KEYS:
 those change a run's data, schedule or optimizer scalars, never a tensor shape or the loop.
 `form_packs` cuts a sweep into such packs (`hydra.launcher.pack_size`). UNREAD_KEYS: the keys
-a run's other settings leave unread (the launchers refuse sweeps over them alone; the report leaves
-them out of the shared settings).
+a run's other settings leave unread (the launchers refuse sweeps over them alone; a run given one
+is warned, `unread_overrides`; the report leaves them out of the shared settings).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -157,3 +157,16 @@ UNREAD_KEYS = (
                "explicit steps replace the fractions",
                "Sweep probe.checkpoint_steps, or set it to null to sweep the fractions"),
 )
+
+
+def unread_overrides(cfg: DictConfig, overrides: Sequence[str]) -> list[str]:
+    """A warning for each override (`task.m=3`) of a key that cfg's own settings leave unread
+    (UNREAD_KEYS): the run trains as if it had not been given."""
+    flat = flatten(cfg)
+    lines = []
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        for rule in UNREAD_KEYS:
+            if key in flat and rule.covers(key) and rule.unread(flat[rule.by]):
+                lines.append(f"{key}={value} has no effect: {rule.setting(flat)} does not read it ({rule.why})")
+    return lines
