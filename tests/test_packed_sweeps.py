@@ -96,8 +96,11 @@ def test_a_bad_value_in_a_sweep_stops_it_before_any_run_starts(tmp_path, launche
 
 
 def test_the_local_launcher_runs_one_process_per_pack(tmp_path):
-    run_cli("-m", "experiment=smoke", "seed=0,1,2", "hydra/launcher=local", "hydra.launcher.pack_size=2",
-            f"hydra.sweep.dir={tmp_path}")
+    proc = run_cli("-m", "experiment=smoke", "seed=0,1,2", "hydra/launcher=local", "hydra.launcher.pack_size=2",
+                   f"hydra.sweep.dir={tmp_path}")
+    # the launching process's last progress line: the whole sweep, read from the runs' status files
+    assert "sweep step 120/120 (100.0%)" in proc.stdout + proc.stderr
+    assert "3 run(s): 3 completed" in proc.stdout + proc.stderr
     runs = run_dirs(tmp_path)
     assert [read_status(d)["state"] for d in runs.values()] == ["completed"] * 3
     job_ids = [yaml.safe_load((d / ".hydra" / "hydra.yaml").read_text())["hydra"]["job"]["id"] for d in runs.values()]

@@ -16,6 +16,9 @@ hand its configs to the first launch's jobs still in the queue), rather than in 
 120-job sweep would each carry 2.4 MB). A job without its file (submitted by an older version)
 composes as before.
 
+While it waits for its jobs, the launching process logs the whole sweep's progress every
+`hydra.launcher.progress_every_s` seconds, read from the runs' status files (launch/sweep_progress.py).
+
 Each task sets its torch threads to `task_threads` (fixed at submission, travelling with the pickled
 launcher) before it trains: `hydra.launcher.cpus_per_task`, or what the launcher derives without it
 (manifold_sweeps/launch/cpu_threads.py).
@@ -37,8 +40,10 @@ from omegaconf import DictConfig, open_dict
 from manifold_sweeps.launch.cpu_threads import use_threads
 from manifold_sweeps.rundir.atomic import write_bytes
 from manifold_sweeps.launch.packs import (
-    Job, compose_jobs, compose_sweep, in_sweep_order, plan_packs, refusal_ends_the_command, run_pack_jobs, sweep_jobs, validate_sweep,
+    Job, compose_jobs, compose_sweep, in_sweep_order, job_dir, plan_packs, refusal_ends_the_command, run_pack_jobs,
+    sweep_jobs, validate_sweep,
 )
+from manifold_sweeps.launch.sweep_progress import SweepProgress
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,7 @@ class SubmititPacking:
     packs: Optional[List[List[Job]]] = None
     composed_dir: str = ""  # this launch's folder of composed configs, absolute; travels with the pickled launcher
     threads: Optional[int] = None  # torch threads of each task; None: PyTorch's default
+    progress_every_s: float = 60.0  # seconds between the sweep's progress lines in this process
 
     def task_threads(self, n_tasks: int) -> Optional[int]:
         """The torch threads of each of the n_tasks tasks submitted together (None: PyTorch's default)."""
@@ -61,7 +67,8 @@ class SubmititPacking:
             with refusal_ends_the_command():
                 jobs, configs = validate_sweep(self.hydra_context, self.config, job_overrides, initial_job_idx)
             self._keep_composed(jobs, configs)
-            return self.submit(job_overrides, initial_job_idx)
+            with self._progress(configs):
+                return self.submit(job_overrides, initial_job_idx)
         jobs = sweep_jobs(job_overrides, initial_job_idx)
         configs = compose_sweep(self.hydra_context, self.config, jobs)
         with refusal_ends_the_command():
@@ -69,7 +76,13 @@ class SubmititPacking:
         self._keep_composed(jobs, configs)
         self.packs = [[jobs[i] for i in pack] for pack in packs]
         labels = [[f"pack of {len(pack)}:", *(f"#{job.num}" for job in pack)] for pack in self.packs]
-        return in_sweep_order(packs, self.submit(labels, 0))
+        with self._progress(configs):
+            return in_sweep_order(packs, self.submit(labels, 0))
+
+    def _progress(self, configs: List[DictConfig]) -> SweepProgress:
+        """The sweep's progress line while this process waits for its jobs (launch/sweep_progress.py)."""
+        return SweepProgress([job_dir(c) for c in configs], [int(c.train.steps) for c in configs],
+                             self.progress_every_s)
 
     def submit(self, entries: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
         """One submitit task per entry: a job's overrides, or a pack's label. Blocks until they have ended."""

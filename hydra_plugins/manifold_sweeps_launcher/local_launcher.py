@@ -1,10 +1,11 @@
 """The launcher behind `hydra/launcher=local` (conf/hydra/launcher/local.yaml): hydra-submitit's local
-launcher (one process per job on this machine), plus three things.
+launcher (one process per job on this machine), plus four things.
 
 - Packed seeds: with `hydra.launcher.pack_size=N` one process per pack of up to N jobs (`_submitit_packing.py`).
 - At most `max_parallel` processes at once (default: one per core), in waves: submitit's local
   executor starts every job it is given at once, and a 120-job sweep of 400 MB processes would
   exhaust a laptop's memory.
+- While it waits, the sweep's progress every `progress_every_s` seconds (`_submitit_packing.py`).
 - Each process trains with `cpus_per_task` threads, by default this machine's cores shared among the
   processes of its wave (manifold_sweeps/launch/cpu_threads.py).
 """
@@ -21,7 +22,7 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLaunche
 from hydra_plugins.manifold_sweeps_launcher._submitit_packing import SubmititPacking
 from manifold_sweeps.launch import cpu_threads
 from manifold_sweeps.launch.packs import check_pack_size, refusal_ends_the_command
-from manifold_sweeps.launch.settings import check_count
+from manifold_sweeps.launch.settings import check_count, check_seconds
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ class LocalLauncherConf(LocalQueueConf):
     pack_size: int = 1
     # Most processes running at once (more go in waves, each after the previous one has ended); null = one per core.
     max_parallel: Optional[int] = None
+    # Seconds between the whole sweep's progress lines in the launching process.
+    progress_every_s: float = 60.0
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="local_schema", node=LocalLauncherConf,
@@ -40,18 +43,21 @@ ConfigStore.instance().store(group="hydra/launcher", name="local_schema", node=L
 
 
 class LocalLauncher(SubmititPacking, SubmititLocalLauncher):
-    def __init__(self, pack_size: int = 1, max_parallel: Optional[int] = None, **params: Any) -> None:
+    def __init__(self, pack_size: int = 1, max_parallel: Optional[int] = None, progress_every_s: float = 60.0,
+                 **params: Any) -> None:
         with refusal_ends_the_command():  # Hydra would wrap the message in its instantiation error
             check_pack_size(pack_size)
             check_count("cpus_per_task", params.get("cpus_per_task"), "the CPU threads of each job",
                         null="this machine's cores shared among the processes running together")
             check_count("max_parallel", max_parallel, "the most processes running at once", null="one per core")
+            check_seconds("progress_every_s", progress_every_s, "between the sweep's progress lines")
             # submitit would kill every job at once, before any output
             check_count("timeout_min", params.get("timeout_min"), "the time limit of every job",
                         unit="a whole number of minutes")
         super().__init__(**params)
         self.pack_size = pack_size
         self.max_parallel = max_parallel
+        self.progress_every_s = progress_every_s
 
     def submit(self, entries: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
         """One process per entry (a job, or a pack), in waves of at most max_parallel."""

@@ -5,10 +5,10 @@ hydra-submitit-launcher's, plus four things.
   after another (each blocks until its jobs end, as batches of `hydra.sweeper.max_batch_size` do).
 - Packed seeds: with `pack_size` N > 1, one array task per pack of up to N jobs (`_submitit_packing.py`).
 - Settings that would misbehave on the cluster are refused before anything is submitted.
-- The log says where run directories and job logs go.
+- The log says where run directories and job logs go, and the sweep's progress while it waits.
 
-`hydra.launcher.*` fields are submitit_slurm's (see `SlurmQueueConf`) plus `max_array_size` and
-`pack_size`; their schema is stored as `hydra/launcher/slurm_schema` when Hydra scans its plugins.
+`hydra.launcher.*` fields are submitit_slurm's (see `SlurmQueueConf`) plus `max_array_size`,
+`pack_size` and `progress_every_s`; their schema is stored as `hydra/launcher/slurm_schema` when Hydra scans its plugins.
 """
 
 # No `from __future__ import annotations`: Hydra imports plugin modules without registering them in
@@ -26,7 +26,7 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLaunche
 from hydra_plugins.manifold_sweeps_launcher._submitit_packing import SubmititPacking
 from manifold_sweeps.config.validation import ConfigError
 from manifold_sweeps.launch.packs import check_pack_size, refusal_ends_the_command
-from manifold_sweeps.launch.settings import check_count
+from manifold_sweeps.launch.settings import check_count, check_seconds
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,8 @@ class SlurmLauncherConf(SlurmQueueConf):
     max_array_size: Optional[int] = None
     # Most jobs trained together in one array task (jobs that differ only in per-run keys); 1 = one per task.
     pack_size: int = 1
+    # Seconds between the whole sweep's progress lines in the launching process.
+    progress_every_s: float = 60.0
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="slurm_schema", node=SlurmLauncherConf,
@@ -84,13 +86,16 @@ def check_launcher_params(params: Dict[str, Any]) -> None:
 
 
 class SlurmLauncher(SubmititPacking, SubmititSlurmLauncher):
-    def __init__(self, max_array_size: Optional[int] = None, pack_size: int = 1, **params: Any) -> None:
+    def __init__(self, max_array_size: Optional[int] = None, pack_size: int = 1, progress_every_s: float = 60.0,
+                 **params: Any) -> None:
         with refusal_ends_the_command():  # Hydra would wrap the message in its instantiation error
             check_launcher_params({**params, "max_array_size": max_array_size})
             check_pack_size(pack_size)
+            check_seconds("progress_every_s", progress_every_s, "between the sweep's progress lines")
         super().__init__(**params)
         self.max_array_size = max_array_size
         self.pack_size = pack_size
+        self.progress_every_s = progress_every_s
 
     def submit(self, entries: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
         """One array task per entry (a job, or a pack), in arrays of at most max_array_size tasks."""
