@@ -113,3 +113,18 @@ def test_the_local_launcher_runs_one_process_per_pack(tmp_path):
     # beside submitit's folders, the jobs' configs as composed at submission: one folder for this launch
     [launch] = (tmp_path / ".submitit" / "composed").iterdir()
     assert sorted(p.name for p in launch.iterdir()) == ["0.pkl", "1.pkl", "2.pkl"]
+
+
+def test_the_local_launcher_runs_more_jobs_than_max_parallel_in_waves_as_make_demo_does(tmp_path):
+    proc = run_cli("-m", "experiment=smoke", "seed=0,1,2", "hydra/launcher=local", "hydra.launcher.max_parallel=2",
+                   "hydra.launcher.progress_every_s=1", f"hydra.sweep.dir={tmp_path}")
+    out = proc.stdout + proc.stderr
+    assert "3 processes in 2 waves of at most 2" in out and "wave 2 of 2: 1 process(es)" in out
+    runs = run_dirs(tmp_path)
+    assert [read_status(d)["state"] for d in runs.values()] == ["completed"] * 3
+    pids = [read_status(d)["pid"] for d in runs.values()]
+    assert len(set(pids)) == 3  # a process per job
+    # the last wave's one process gets every core; the first wave's two share them
+    cores = len(os.sched_getaffinity(0))
+    assert [read_status(d)["cpu_threads"] for d in runs.values()] == [max(1, cores // 2)] * 2 + [cores]
+    assert "sweep step 120/120 (100.0%)" in out and "3 run(s): 3 completed" in out
