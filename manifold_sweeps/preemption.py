@@ -16,11 +16,14 @@ the checkpoint signal, and submitit ignores it on purpose.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
+import threading
 from types import FrameType
+from typing import Iterator
 
 log = logging.getLogger(__name__)
 
@@ -90,3 +93,21 @@ class StopSignal:
             return
         log.warning("stopped on %s with a checkpoint; exiting", sig.name)
         sys.exit(128 + sig)
+
+
+@contextlib.contextmanager
+def ctrl_c_held() -> Iterator[None]:
+    """Ignore SIGINT for the few milliseconds a stop takes to record (the main thread only).
+
+    Under submitit's local executor a Ctrl-C reaches a job twice: from the terminal, then at once
+    from the job's controller (which kills it a second later). The second KeyboardInterrupt would
+    otherwise land while the first is being recorded, and leave the run's status.json `running`.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -66,3 +66,20 @@ def test_a_submitit_launch_logs_the_sweeps_progress_while_it_waits(tmp_path, mon
 def test_a_progress_interval_of_0_is_refused_before_any_job_starts(preset, capsys):
     err = refusal(compose_hydra(f"hydra/launcher={preset}", "hydra.launcher.progress_every_s=0").hydra.launcher, capsys)
     assert "hydra.launcher.progress_every_s=0.0 is not allowed" in err and "a number of seconds > 0" in err
+
+
+@pytest.mark.parametrize("preset,says", [("local", "this sweep's processes stop too"),
+                                         ("slurm", "the jobs already submitted go on running on the cluster")])
+def test_a_ctrl_c_while_the_launcher_waits_says_what_becomes_of_the_jobs_and_exits_130(tmp_path, monkeypatch, caplog,
+                                                                                       preset, says):
+    launcher = launcher_for(f"hydra/launcher={preset}", "experiment=smoke", f"hydra.sweep.dir={tmp_path}")
+
+    def interrupted(self, entries, first):
+        raise KeyboardInterrupt  # raised inside submitit's wait loop
+
+    monkeypatch.setattr(type(launcher), "submit", interrupted)
+    with caplog.at_level("INFO"), pytest.raises(SystemExit) as stopped:
+        launcher.launch([["experiment=smoke", "seed=0"]], 0)
+    assert stopped.value.code == 130
+    assert f"interrupted (Ctrl-C): {says}" in caplog.text
+    assert "sweep step 0/40" in caplog.text  # the sweep's state at the interruption, the last progress line

@@ -352,6 +352,33 @@ def test_a_crash_is_recorded_as_failed_with_its_error(smoke_cfg, tmp_path, monke
     assert "Traceback" in status["traceback"]
 
 
+def test_every_run_of_a_pack_is_recorded_interrupted_when_a_second_ctrl_c_follows_the_first(tmp_path, monkeypatch):
+    """submitit's local controller forwards a second SIGINT to its job right after the terminal's first. Here
+    the first lands in a metrics write during training, the second (a real SIGINT) while the stop is being
+    recorded, and a third in the metrics write that follows the statuses."""
+    import os
+    import signal
+
+    from manifold_sweeps.rundir.metrics import MetricsLog
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    real_format_exc = loop.traceback.format_exc
+
+    def second_ctrl_c():
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_format_exc()
+
+    monkeypatch.setattr(MetricsLog, "flush", interrupted)
+    monkeypatch.setattr(loop.traceback, "format_exc", second_ctrl_c)
+    cfgs = [compose_config("experiment=smoke", f"seed={s}") for s in (0, 1)]
+    with pytest.raises(KeyboardInterrupt):
+        train_pack(cfgs, [tmp_path / "a", tmp_path / "b"])
+    assert [read_status(tmp_path / name)["state"] for name in "ab"] == ["interrupted", "interrupted"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works again afterwards
+
+
 def test_packed_runs_match_the_same_runs_trained_alone(tmp_path):
     cfgs = [compose_config("experiment=smoke", f"seed={s}", f"optimizer.lr={lr}") for s, lr in ((0, 3e-4), (1, 1e-3))]
     assert train_pack(cfgs, [tmp_path / "p0", tmp_path / "p1"]) == ["completed", "completed"]

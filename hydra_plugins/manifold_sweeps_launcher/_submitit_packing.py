@@ -26,12 +26,13 @@ launcher) before it trains: `hydra.launcher.cpus_per_task`, or what the launcher
 (A module name starting with "_": Hydra's plugin scan skips it; the launchers import it.)
 """
 
+import contextlib
 import logging
 import pickle
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, run_job, setup_globals
@@ -56,6 +57,7 @@ class SubmititPacking:
     composed_dir: str = ""  # this launch's folder of composed configs, absolute; travels with the pickled launcher
     threads: Optional[int] = None  # torch threads of each task; None: PyTorch's default
     progress_every_s: float = 60.0  # seconds between the sweep's progress lines in this process
+    after_ctrl_c: str = ""  # what a Ctrl-C of this process does to the jobs, said when it comes
 
     def task_threads(self, n_tasks: int) -> Optional[int]:
         """The torch threads of each of the n_tasks tasks submitted together (None: PyTorch's default)."""
@@ -67,7 +69,7 @@ class SubmititPacking:
             with refusal_ends_the_command():
                 jobs, configs = validate_sweep(self.hydra_context, self.config, job_overrides, initial_job_idx)
             self._keep_composed(jobs, configs)
-            with self._progress(configs):
+            with self._stopped_by_ctrl_c(), self._progress(configs):
                 return self.submit(job_overrides, initial_job_idx)
         jobs = sweep_jobs(job_overrides, initial_job_idx)
         configs = compose_sweep(self.hydra_context, self.config, jobs)
@@ -76,13 +78,23 @@ class SubmititPacking:
         self._keep_composed(jobs, configs)
         self.packs = [[jobs[i] for i in pack] for pack in packs]
         labels = [[f"pack of {len(pack)}:", *(f"#{job.num}" for job in pack)] for pack in self.packs]
-        with self._progress(configs):
+        with self._stopped_by_ctrl_c(), self._progress(configs):
             return in_sweep_order(packs, self.submit(labels, 0))
 
     def _progress(self, configs: List[DictConfig]) -> SweepProgress:
         """The sweep's progress line while this process waits for its jobs (launch/sweep_progress.py)."""
         return SweepProgress([job_dir(c) for c in configs], [int(c.train.steps) for c in configs],
                              self.progress_every_s)
+
+    @contextlib.contextmanager
+    def _stopped_by_ctrl_c(self) -> Iterator[None]:
+        """A Ctrl-C while this process waits for its jobs: what becomes of them, and exit 130, without a
+        traceback through submitit's wait loop."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            log.error("interrupted (Ctrl-C): %s", self.after_ctrl_c)
+            raise SystemExit(130) from None
 
     def submit(self, entries: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
         """One submitit task per entry: a job's overrides, or a pack's label. Blocks until they have ended."""

@@ -43,6 +43,10 @@ ConfigStore.instance().store(group="hydra/launcher", name="local_schema", node=L
 
 
 class LocalLauncher(SubmititPacking, SubmititLocalLauncher):
+    # The terminal's Ctrl-C reaches the jobs too, and submitit's controller of each job stops it.
+    after_ctrl_c = ("this sweep's processes stop too, each run `interrupted` at its last checkpoint "
+                    "(train.checkpoint_every); the same command again resumes them and skips finished runs")
+
     def __init__(self, pack_size: int = 1, max_parallel: Optional[int] = None, progress_every_s: float = 60.0,
                  **params: Any) -> None:
         with refusal_ends_the_command():  # Hydra would wrap the message in its instantiation error

@@ -86,6 +86,9 @@ def check_launcher_params(params: Dict[str, Any]) -> None:
 
 
 class SlurmLauncher(SubmititPacking, SubmititSlurmLauncher):
+    after_ctrl_c = ("the jobs already submitted go on running on the cluster (`squeue --me` lists them, "
+                    "`scancel <job id>` stops them); their runs report their progress in their status.json")
+
     def __init__(self, max_array_size: Optional[int] = None, pack_size: int = 1, progress_every_s: float = 60.0,
                  **params: Any) -> None:
         with refusal_ends_the_command():  # Hydra would wrap the message in its instantiation error

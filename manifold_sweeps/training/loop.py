@@ -40,6 +40,7 @@ from omegaconf.errors import OmegaConfBaseException
 from ..commutator.probe import CommutatorProbe
 from ..config.validation import ConfigError, validate
 from ..model.transformer import ModelShape, Transformer
+from ..preemption import ctrl_c_held
 from ..rundir.atomic import write_text
 from ..rundir.checkpoint import load_checkpoint, save_checkpoint
 from ..rundir.lock import hold_run_dirs
@@ -582,17 +583,23 @@ def _resume(runs: list[Run], model: Transformer, opt: PackedOptimizer) -> int:
 def _fail(runs: list[Run], err: BaseException, t_start: float, step: int | None = None) -> None:
     """Record why the runs stopped; a KeyboardInterrupt or SystemExit counts as interrupted."""
     state = "interrupted" if isinstance(err, (KeyboardInterrupt, SystemExit)) else "failed"
-    for run in runs:
-        if not run.active:
-            continue
-        run.state = state
-        try:
-            if run.metrics is not None:
-                run.metrics.flush()
+    stopped = [run for run in runs if run.active]
+    # Every status first, with Ctrl-C held back: small files, and what a relaunch and the aggregation
+    # read. A Ctrl-C can reach a job twice (ctrl_c_held); a second one may cut the metrics write short.
+    with ctrl_c_held():
+        for run in stopped:
+            run.state = state
             fields = dict(state=state, error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc(),
                           ended_at=now_iso(), wall_time_s=_wall(run, t_start))
             if step is not None:
                 fields["last_step"] = step
-            run.status.update(**fields)
-        except Exception:  # the original error matters more than a failed status write
-            log.exception("could not record the failure of %s", run.dir)
+            try:
+                run.status.update(**fields)
+            except Exception:  # the original error matters more than a failed status write
+                log.exception("could not record the failure of %s", run.dir)
+    for run in stopped:
+        try:
+            if run.metrics is not None:
+                run.metrics.flush()
+        except Exception:
+            log.exception("could not write the metrics of %s", run.dir)
