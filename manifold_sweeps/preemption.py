@@ -11,7 +11,8 @@ overrides, so the same run directory) and exits. The requeued job resumes from t
 Outside submitit (the basic launcher, a plain `python -m manifold_sweeps`) the checkpoint signal,
 SIGTERM (kill, scancel, docker stop) and SIGINT (Ctrl-C) stop training the same way, and the process
 exits with 128 + the signal number; a second Ctrl-C does not wait for the checkpoint (KeyboardInterrupt). Under submitit SIGTERM stays submitit's: on preemption SLURM sends it before
-the checkpoint signal, and submitit ignores it on purpose.
+the checkpoint signal, and submitit ignores it on purpose. The jobs of a local submitit sweep take
+Ctrl-C as a stop too (`default_stop_signals`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,21 @@ def under_submitit() -> bool:
     return "SUBMITIT_EXECUTOR" in os.environ
 
 
+def default_stop_signals() -> list[signal.Signals]:
+    """The signals that stop training with a checkpoint here.
+
+    Outside submitit: its checkpoint signal, SIGTERM and SIGINT. Under SLURM: the checkpoint signal
+    alone (SIGTERM stays submitit's). Under submitit's local executor, SIGINT too: a Ctrl-C of a local
+    sweep reaches every job twice, from the terminal and at once from the job's controller, which kills
+    the job a second later; the first asks for a checkpoint, the second is not taken as 'do not wait'.
+    """
+    if not under_submitit():
+        return [checkpoint_signal(), signal.SIGTERM, signal.SIGINT]
+    if os.environ["SUBMITIT_EXECUTOR"] == "local":
+        return [checkpoint_signal(), signal.SIGINT]
+    return [checkpoint_signal()]
+
+
 class StopSignal:
     """A `should_stop` callable that turns stop signals into a flag, for as long as it is entered.
 
@@ -54,7 +70,7 @@ class StopSignal:
 
     def __init__(self, signals: list[signal.Signals] | None = None):
         if signals is None:
-            signals = [checkpoint_signal()] if under_submitit() else [checkpoint_signal(), signal.SIGTERM, signal.SIGINT]
+            signals = default_stop_signals()
         self.signals = signals
         self.received: signal.Signals | None = None
         self._previous: dict[signal.Signals, object] = {}
@@ -66,8 +82,8 @@ class StopSignal:
         # Runs between two bytecodes of the training loop: set the flag and nothing else.
         if self.received is None:
             self.received = signal.Signals(signum)
-        elif self.received == signum == signal.SIGINT:  # Ctrl-C again: the user will not wait for the checkpoint
-            raise KeyboardInterrupt
+        elif self.received == signum == signal.SIGINT and not under_submitit():
+            raise KeyboardInterrupt  # Ctrl-C again: the user will not wait for the checkpoint
 
     def __enter__(self) -> StopSignal:
         for sig in self.signals:

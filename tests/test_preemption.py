@@ -192,6 +192,32 @@ def test_a_second_ctrl_c_does_not_wait_for_the_checkpoint(tmp_path, monkeypatch,
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
 
 
+def test_a_ctrl_c_of_a_local_submitit_sweep_checkpoints_each_job_though_its_controller_repeats_it(tmp_path,
+                                                                                                    monkeypatch):
+    """The terminal's SIGINT and, at once, the job's controller's: the run still checkpoints where it is."""
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "local")
+    real, calls = loop.sample_batches, {"n": 0}
+
+    def sampling(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "sample_batches", sampling)
+    with StopSignal() as stop:
+        assert stop.signals == [signal.SIGUSR2, signal.SIGINT]  # SIGTERM stays submitit's
+        assert train(compose_config("experiment=smoke", "train.checkpoint_every=1000"), tmp_path,
+                     should_stop=stop) == "interrupted"
+    status = read_status(tmp_path)
+    assert status["state"] == "interrupted" and status["last_step"] == status["checkpoint_step"] == 5
+    with pytest.raises(SystemExit) as info:
+        stop.hand_over()
+    assert info.value.code == 128 + signal.SIGINT
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT (Ctrl-C)"])
 def test_a_stop_signal_to_a_local_run_checkpoints_it_and_the_same_command_resumes_it(tmp_path, sig):

@@ -43,9 +43,9 @@ ConfigStore.instance().store(group="hydra/launcher", name="local_schema", node=L
 
 
 class LocalLauncher(SubmititPacking, SubmititLocalLauncher):
-    # The terminal's Ctrl-C reaches the jobs too, and submitit's controller of each job stops it.
-    after_ctrl_c = ("this sweep's processes stop too, each run `interrupted` at its last checkpoint "
-                    "(train.checkpoint_every); the same command again resumes them and skips finished runs")
+    # The terminal's Ctrl-C reaches the jobs too: each checkpoints its runs (preemption.default_stop_signals).
+    after_ctrl_c = ("this sweep's processes stop too, each run checkpointed and `interrupted`; the same command "
+                    "again resumes them and skips finished runs")
 
     def __init__(self, pack_size: int = 1, max_parallel: Optional[int] = None, progress_every_s: float = 60.0,
                  **params: Any) -> None:
