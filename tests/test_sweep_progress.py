@@ -39,6 +39,24 @@ def test_a_progress_line_comes_every_interval_and_once_more_at_the_end(tmp_path,
     assert lines[-1].startswith("sweep step 100/100 (100.0%)") and lines[-1].endswith("2 run(s): 2 completed")
 
 
+
+def test_the_line_at_the_end_is_left_out_when_the_last_tick_said_the_same(tmp_path, caplog):
+    runs = [tmp_path / "a"]
+    write_status(runs[0], state="running", last_step=10, total_steps=50, pid=None, host="elsewhere")
+
+    def lines():
+        return [r.getMessage() for r in caplog.records if r.getMessage().startswith("sweep step")]
+
+    with caplog.at_level("INFO"):
+        with SweepProgress(runs, [50], every_s=3600) as progress:
+            progress.report()  # a tick
+        assert len(lines()) == 1
+        with SweepProgress(runs, [50], every_s=3600) as progress:
+            progress.report()
+            write_status(runs[0], state="completed", last_step=50, total_steps=50)
+        assert len(lines()) == 3 and lines()[-1].startswith("sweep step 50/50")
+
+
 @pytest.mark.parametrize("pack_size", [1, 2])
 def test_a_submitit_launch_logs_the_sweeps_progress_while_it_waits(tmp_path, monkeypatch, caplog, pack_size):
     launcher = launcher_for("hydra/launcher=local", "experiment=smoke", f"hydra.launcher.pack_size={pack_size}",

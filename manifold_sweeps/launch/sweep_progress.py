@@ -45,13 +45,15 @@ def describe(states: Counter) -> str:
 
 
 class SweepProgress:
-    """A context manager: logs the sweep's progress every `every_s` seconds until it exits, then once more."""
+    """A context manager: logs the sweep's progress every `every_s` seconds until it exits, then once more
+    unless nothing changed since the last line."""
 
     def __init__(self, run_dirs: list[Path], total_steps: list[int], every_s: float, logger: logging.Logger = log):
         self.run_dirs, self.total_steps, self.every_s, self.log = run_dirs, total_steps, every_s, logger
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="sweep-progress", daemon=True)
         self._progress: Progress | None = None
+        self._last: tuple[int, Counter] | None = None  # what the last line said
 
     def __enter__(self) -> "SweepProgress":
         # Runs finished by an earlier launch count as done from the start: the rate is this launch's.
@@ -63,10 +65,13 @@ class SweepProgress:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        self.report()
+        self.report(unless_unchanged=True)
 
-    def report(self) -> None:
+    def report(self, unless_unchanged: bool = False) -> None:
         done, states = sweep_state(self.run_dirs, self.total_steps)
+        if unless_unchanged and (done, states) == self._last:
+            return  # the last line already says it
+        self._last = (done, states)
         self._progress.maybe_report(done, extra=lambda: describe(states), force=True)
 
     def _loop(self) -> None:
