@@ -115,9 +115,9 @@ class StopSignal:
 def ctrl_c_held() -> Iterator[None]:
     """Ignore SIGINT for the few milliseconds a stop takes to record (the main thread only).
 
-    Under submitit's local executor a Ctrl-C reaches a job twice: from the terminal, then at once
-    from the job's controller (which kills it a second later). The second KeyboardInterrupt would
-    otherwise land while the first is being recorded, and leave the run's status.json `running`.
+    Where no StopSignal takes SIGINT (the repeated Ctrl-C that already ended a run without waiting,
+    a SLURM job, a caller of `train` without one), a KeyboardInterrupt landing while a stop is being
+    recorded would leave the run's status.json `running`.
     """
     if threading.current_thread() is not threading.main_thread():
         yield

@@ -39,7 +39,6 @@ def test_a_progress_line_comes_every_interval_and_once_more_at_the_end(tmp_path,
     assert lines[-1].startswith("sweep step 100/100 (100.0%)") and lines[-1].endswith("2 run(s): 2 completed")
 
 
-
 def test_the_line_at_the_end_is_left_out_when_the_last_tick_said_the_same(tmp_path, caplog):
     runs = [tmp_path / "a"]
     write_status(runs[0], state="running", last_step=10, total_steps=50, pid=None, host="elsewhere")

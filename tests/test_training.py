@@ -353,9 +353,9 @@ def test_a_crash_is_recorded_as_failed_with_its_error(smoke_cfg, tmp_path, monke
 
 
 def test_every_run_of_a_pack_is_recorded_interrupted_when_a_second_ctrl_c_follows_the_first(tmp_path, monkeypatch):
-    """submitit's local controller forwards a second SIGINT to its job right after the terminal's first. Here
-    the first lands in a metrics write during training, the second (a real SIGINT) while the stop is being
-    recorded, and a third in the metrics write that follows the statuses."""
+    """No StopSignal here takes SIGINT (as in a SLURM job, or after the Ctrl-C that ended a run without
+    waiting). The first Ctrl-C lands in a metrics write during training, the second (a real SIGINT) while
+    the stop is being recorded, and a third in the metrics write that follows the statuses."""
     import os
     import signal
 

@@ -90,4 +90,4 @@ class LocalLauncher(SubmititPacking, SubmititLocalLauncher):
 
     def task_threads(self, n_tasks: int) -> Optional[int]:
         """cpus_per_task, or else this machine's cores shared among the n_tasks processes running together."""
-        return self.params.get("cpus_per_task") or cpu_threads.shared_cores(n_tasks)
+        return super().task_threads(n_tasks) or cpu_threads.shared_cores(n_tasks)

@@ -584,8 +584,8 @@ def _fail(runs: list[Run], err: BaseException, t_start: float, step: int | None 
     """Record why the runs stopped; a KeyboardInterrupt or SystemExit counts as interrupted."""
     state = "interrupted" if isinstance(err, (KeyboardInterrupt, SystemExit)) else "failed"
     stopped = [run for run in runs if run.active]
-    # Every status first, with Ctrl-C held back: small files, and what a relaunch and the aggregation
-    # read. A Ctrl-C can reach a job twice (ctrl_c_held); a second one may cut the metrics write short.
+    # Every status first, with Ctrl-C held back (ctrl_c_held): small files, and what a relaunch and the
+    # aggregation read. Another Ctrl-C may still cut the metrics write short.
     with ctrl_c_held():
         for run in stopped:
             run.state = state
